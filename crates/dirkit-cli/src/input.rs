@@ -1,0 +1,293 @@
+//! Reading numeric columns from CSV/TSV files (delimiter sniffed, header detected) or from one
+//! number per line, from a path or `-` for standard input.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+
+use crate::error::{CliError, Result};
+
+/// A column chosen by the user: a header name, or a 0-based index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSpec {
+    /// Match this header name exactly (case-sensitive, after trimming).
+    Name(String),
+    /// 0-based position.
+    Index(usize),
+}
+
+impl ColumnSpec {
+    /// Parses `--column` values: a name, or a 0-based index when it is a whole number (a header
+    /// name that looks like a number still matches by name first).
+    pub fn parse(s: &str) -> ColumnSpec {
+        match s.parse::<usize>() {
+            Ok(i) => ColumnSpec::Index(i),
+            Err(_) => ColumnSpec::Name(s.to_string()),
+        }
+    }
+}
+
+/// An opened input: its name for messages, delimiter, header (if any) and the rows to come.
+pub struct Table {
+    /// Path as given, or `<stdin>`.
+    pub name: String,
+    /// Header fields, or `None` when the first line is data.
+    pub header: Option<Vec<String>>,
+    /// Number of fields per row.
+    pub n_fields: usize,
+    reader: csv::Reader<Box<dyn Read>>,
+}
+
+impl Table {
+    /// Opens `path` (`-` is standard input), sniffs the delimiter from the first line
+    /// (tab, comma, semicolon or pipe, the most frequent; none means one column) and treats the
+    /// first line as a header when any of its fields is not a number.
+    pub fn open(path: &str) -> Result<Table> {
+        let name = if path == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.to_string()
+        };
+        let io_err = |source| CliError::Io {
+            path: name.clone(),
+            source,
+        };
+        let raw: Box<dyn Read> = if path == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            let meta = std::fs::metadata(path).map_err(io_err)?;
+            if meta.is_dir() {
+                return Err(CliError::Input {
+                    path: name,
+                    message: "is a directory, expected a CSV file".into(),
+                });
+            }
+            Box::new(File::open(path).map_err(io_err)?)
+        };
+        let mut buffered = BufReader::with_capacity(1 << 20, raw);
+        // Skip leading blank lines but keep them in the stream so line numbers stay true.
+        let mut first = Vec::new();
+        loop {
+            let before = first.len();
+            let n = buffered.read_until(b'\n', &mut first).map_err(io_err)?;
+            if n == 0 || !first[before..].iter().all(|c| c.is_ascii_whitespace()) {
+                break;
+            }
+        }
+        let first_line = String::from_utf8_lossy(&first);
+        let first_line = first_line.trim_start_matches('\u{feff}');
+        if first_line.trim().is_empty() {
+            return Err(CliError::Input {
+                path: name,
+                message: "is empty: expected a header and at least one row, or one number per line"
+                    .into(),
+            });
+        }
+        let delimiter = sniff_delimiter(first_line.trim());
+        let fields: Vec<String> = first_line
+            .trim()
+            .split(delimiter as char)
+            .map(|f| f.trim().trim_matches('"').to_string())
+            .collect();
+        let is_header = fields.iter().any(|f| f.parse::<f64>().is_err());
+        let stream: Box<dyn Read> = Box::new(Cursor::new(first).chain(buffered));
+        let reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(is_header)
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .from_reader(stream);
+        Ok(Table {
+            name,
+            n_fields: fields.len(),
+            header: is_header.then_some(fields),
+            reader,
+        })
+    }
+
+    /// Resolves a column spec to its index, with an error that lists the columns there are.
+    pub fn resolve(&self, spec: &ColumnSpec, flag: &str) -> Result<usize> {
+        if let Some(h) = &self.header {
+            let by_name = |s: &str| h.iter().position(|c| c == s);
+            match spec {
+                ColumnSpec::Name(s) => by_name(s),
+                ColumnSpec::Index(i) => by_name(&i.to_string()).or((*i < h.len()).then_some(*i)),
+            }
+        } else {
+            match spec {
+                ColumnSpec::Index(i) if *i < self.n_fields => Some(*i),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| CliError::Input {
+            path: self.name.clone(),
+            message: format!(
+                "{flag} {}: no such column (the input has {})",
+                match spec {
+                    ColumnSpec::Name(s) => format!("'{s}'"),
+                    ColumnSpec::Index(i) => i.to_string(),
+                },
+                self.describe_columns()
+            ),
+        })
+    }
+
+    /// Resolves the first of several default column names that the header has.
+    pub fn find_any(&self, names: &[&str]) -> Option<usize> {
+        let h = self.header.as_ref()?;
+        names.iter().find_map(|n| h.iter().position(|c| c == n))
+    }
+
+    /// "3 columns: age, path, split" or "2 columns without a header (use 0-based indices)".
+    pub fn describe_columns(&self) -> String {
+        match &self.header {
+            Some(h) => format!(
+                "{} column{}: {}",
+                h.len(),
+                if h.len() == 1 { "" } else { "s" },
+                h.join(", ")
+            ),
+            None => format!(
+                "{} column{} and no header: use a 0-based index",
+                self.n_fields,
+                if self.n_fields == 1 { "" } else { "s" }
+            ),
+        }
+    }
+
+    /// Display name of column `i`: its header name, or `#i`.
+    pub fn column_name(&self, i: usize) -> String {
+        match &self.header {
+            Some(h) => h[i].clone(),
+            None => format!("#{i}"),
+        }
+    }
+
+    /// Reads the given columns of every row as finite numbers; `counts` marks columns that must
+    /// hold non-negative whole numbers. Returns one vector per requested column and the 1-based
+    /// line number of each row. Blank lines are skipped.
+    pub fn read_numbers(&mut self, columns: &[(usize, Kind)]) -> Result<(Vec<Vec<f64>>, Vec<u64>)> {
+        let mut out: Vec<Vec<f64>> = columns.iter().map(|_| Vec::new()).collect();
+        let mut lines = Vec::new();
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match self.reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(self.csv_error(e)),
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            for (k, &(col, kind)) in columns.iter().enumerate() {
+                let text = &record[col];
+                let v = self.number(text, line, col, kind)?;
+                out[k].push(v);
+            }
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            return Err(CliError::Input {
+                path: self.name.clone(),
+                message: "has a header but no data rows".into(),
+            });
+        }
+        Ok((out, lines))
+    }
+
+    fn number(&self, text: &[u8], line: u64, col: usize, kind: Kind) -> Result<f64> {
+        let err = |message: String| CliError::Value {
+            path: self.name.clone(),
+            line,
+            column: self.column_name(col),
+            message,
+        };
+        let s = std::str::from_utf8(text).map_err(|_| err("is not valid UTF-8".into()))?;
+        let v: f64 = s.parse().map_err(|_| {
+            if s.is_empty() {
+                err(format!("empty field, expected {}", kind.expected()))
+            } else {
+                err(format!(
+                    "'{s}' is not a number, expected {}",
+                    kind.expected()
+                ))
+            }
+        })?;
+        if !v.is_finite() {
+            return Err(err(format!(
+                "'{s}' is not finite, expected {}",
+                kind.expected()
+            )));
+        }
+        if kind == Kind::Count && (v < 0.0 || v.fract() != 0.0) {
+            return Err(err(format!(
+                "'{s}' is not a count, expected {}",
+                kind.expected()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn csv_error(&self, e: csv::Error) -> CliError {
+        let line = e.position().map_or(0, |p| p.line());
+        let message = match e.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => format!(
+                "row has {len} field{}, expected {expected_len} like the first line",
+                if *len == 1 { "" } else { "s" }
+            ),
+            csv::ErrorKind::Io(io) => io.to_string(),
+            _ => e.to_string(),
+        };
+        CliError::Input {
+            path: format!("{}:{line}", self.name),
+            message,
+        }
+    }
+}
+
+/// What a numeric column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any finite number (labels, predictions).
+    Value,
+    /// A non-negative whole number (histogram counts).
+    Count,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Value => "a finite number",
+            Kind::Count => "a non-negative whole number",
+        }
+    }
+}
+
+fn sniff_delimiter(line: &str) -> u8 {
+    let mut best = (0usize, b',');
+    for d in [b'\t', b',', b';', b'|'] {
+        let n = line.bytes().filter(|&c| c == d).count();
+        if n > best.0 {
+            best = (n, d);
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_tabs_commas_and_single_columns() {
+        assert_eq!(sniff_delimiter("age\tpath\tsplit"), b'\t');
+        assert_eq!(sniff_delimiter("a,b;c,d"), b',');
+        assert_eq!(sniff_delimiter("a;b;c"), b';');
+        assert_eq!(sniff_delimiter("42.5"), b',');
+    }
+
+    #[test]
+    fn numeric_column_names_resolve_by_index() {
+        assert_eq!(ColumnSpec::parse("2"), ColumnSpec::Index(2));
+        assert_eq!(ColumnSpec::parse("age"), ColumnSpec::Name("age".into()));
+    }
+}

@@ -1,0 +1,163 @@
+//! Training labels from a file, one row per sample or a `label,count` histogram, and the
+//! binning built from them and the command-line flags.
+
+use dirkit_core::{Binning, OutOfRange, ShotThresholds};
+
+use crate::args::{BinArgs, OutOfRangeArg};
+use crate::error::{CliError, Result};
+use crate::input::{ColumnSpec, Kind, Table};
+
+/// Labels read from an input file.
+pub struct Labels {
+    /// The input's name for messages.
+    pub source: String,
+    /// One label per row, in input order.
+    pub values: Vec<f64>,
+    /// Samples per row for a histogram input (`--count-column`); `None` for one row per sample.
+    pub counts: Option<Vec<u64>>,
+    /// Whether the input had a header line (mirrored by `--per-sample`).
+    pub has_header: bool,
+}
+
+impl Labels {
+    /// Reads the label column (and the count column, if given) of `path`.
+    pub fn read(path: &str, column: Option<&str>, count_column: Option<&str>) -> Result<Labels> {
+        let mut table = Table::open(path)?;
+        let count_idx = count_column
+            .map(|c| table.resolve(&ColumnSpec::parse(c), "--count-column"))
+            .transpose()?;
+        let label_idx = match column {
+            Some(c) => table.resolve(&ColumnSpec::parse(c), "--column")?,
+            None => default_label_column(&table, count_idx)?,
+        };
+        if Some(label_idx) == count_idx {
+            return Err(CliError::Usage(
+                "the label column and the count column are the same column".into(),
+            ));
+        }
+        let mut wanted = vec![(label_idx, Kind::Value)];
+        if let Some(c) = count_idx {
+            wanted.push((c, Kind::Count));
+        }
+        let (mut cols, _lines) = table.read_numbers(&wanted)?;
+        let counts = count_idx.map(|_| {
+            cols.pop()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c as u64)
+                .collect()
+        });
+        let values = cols.pop().unwrap_or_default();
+        Ok(Labels {
+            source: table.name.clone(),
+            values,
+            counts,
+            has_header: table.header.is_some(),
+        })
+    }
+
+    /// Total number of samples (sum of counts for a histogram).
+    pub fn n_samples(&self) -> u64 {
+        match &self.counts {
+            Some(c) => c.iter().sum(),
+            None => self.values.len() as u64,
+        }
+    }
+
+    /// Smallest and largest label (over every row, zero-count rows included).
+    pub fn span(&self) -> (f64, f64) {
+        self.values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| {
+                (lo.min(y), hi.max(y))
+            })
+    }
+
+    /// Samples per bin under `policy`, with the number dropped.
+    pub fn bin_counts(&self, binning: &Binning, policy: OutOfRange) -> Result<(Vec<u64>, u64)> {
+        match &self.counts {
+            None => Ok(binning.counts(&self.values, policy)?),
+            Some(counts) => {
+                let mut out = vec![0u64; binning.n_bins];
+                let mut dropped = 0;
+                for (i, (&y, &n)) in self.values.iter().zip(counts).enumerate() {
+                    match binning.bin(y, i, policy)? {
+                        Some(b) => out[b] += n,
+                        None => dropped += n,
+                    }
+                }
+                Ok((out, dropped))
+            }
+        }
+    }
+}
+
+fn default_label_column(table: &Table, count_idx: Option<usize>) -> Result<usize> {
+    match (table.n_fields, count_idx) {
+        (1, _) => Ok(0),
+        (2, Some(c)) => Ok(1 - c),
+        _ => Err(CliError::Input {
+            path: table.name.clone(),
+            message: format!(
+                "has {}; choose the label column with --column",
+                table.describe_columns()
+            ),
+        }),
+    }
+}
+
+/// Parses `A:B` into two finite numbers.
+pub fn parse_pair(flag: &str, s: &str) -> Result<(f64, f64)> {
+    let bad = || CliError::Usage(format!("invalid {flag} '{s}': expected two numbers as A:B"));
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    let a: f64 = a.trim().parse().map_err(|_| bad())?;
+    let b: f64 = b.trim().parse().map_err(|_| bad())?;
+    if !(a.is_finite() && b.is_finite()) {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+impl BinArgs {
+    /// The out-of-range policy.
+    pub fn policy(&self) -> OutOfRange {
+        match self.out_of_range {
+            OutOfRangeArg::Clip => OutOfRange::Clip,
+            OutOfRangeArg::Error => OutOfRange::Error,
+            OutOfRangeArg::Drop => OutOfRange::Drop,
+        }
+    }
+
+    /// Shot thresholds, validated.
+    pub fn thresholds(&self) -> Result<ShotThresholds> {
+        let t = ShotThresholds {
+            many: self.many,
+            few: self.few,
+        };
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// The binning: `--range` if given (which must contain at least one of the labels in
+    /// `span`), else the auto range over `span`.
+    pub fn binning(
+        &self,
+        span: (f64, f64),
+        has_label_in: impl Fn(f64, f64) -> bool,
+    ) -> Result<Binning> {
+        match &self.range {
+            Some(r) => {
+                let (start, end) = parse_pair("--range", r)?;
+                let b = Binning::from_range(start, end, self.bin_width)?;
+                if !has_label_in(start, end) {
+                    return Err(CliError::Usage(format!(
+                        "--range {r}: no label falls in [{start}, {end}) (the labels span {} to {})",
+                        span.0, span.1
+                    )));
+                }
+                Ok(b)
+            }
+            None => Ok(Binning::auto_from_min_max(span.0, span.1, self.bin_width)?),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The LDS figure: the empirical and the effective label density over the bins, and the weight a
+//! sample of each bin gets, written as SVG or PNG.
+//!
+//! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
+//! `ab_glyph` feature, so no system font library is needed.
+
+use std::error::Error;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use dirkit_core::LabelDensity;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+/// Figure size in pixels (SVG user units).
+const SIZE: (u32, u32) = (1000, 700);
+/// The font family every text element uses, registered with the embedded font.
+const FAMILY: &str = "sans-serif";
+/// Go Regular (BSD-3-Clause, see `assets/LICENSE`).
+const FONT: &[u8] = include_bytes!("../assets/Go-Regular.ttf");
+
+/// Space left of both plotting areas for the y tick labels and description; equal in both panels
+/// so that their label axes line up.
+const Y_LABEL_AREA: u32 = 80;
+const MARGIN_LEFT: u32 = 10;
+const MARGIN_RIGHT: u32 = 30;
+
+const EMPIRICAL_COLOUR: RGBColor = RGBColor(158, 188, 218);
+const EFFECTIVE_COLOUR: RGBColor = RGBColor(215, 48, 39);
+const WEIGHT_COLOUR: RGBColor = RGBColor(33, 102, 172);
+const GRID_COLOUR: RGBColor = RGBColor(235, 235, 235);
+
+type DrawResult = Result<(), Box<dyn Error>>;
+
+/// Writes the LDS figure for `density` to `path`; the format comes from the extension (.svg or
+/// .png, case-insensitive).
+///
+/// Errors (unsupported extension, I/O failure, drawing failure) are one line naming the path.
+pub fn write_plot(path: &Path, density: &LabelDensity, title: &str) -> Result<(), String> {
+    let fail = |why: &dyn std::fmt::Display| format!("cannot write plot {}: {why}", path.display());
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let format = match extension.as_deref() {
+        Some("svg") => Format::Svg,
+        Some("png") => Format::Png,
+        _ => return Err(fail(&"unsupported extension (expected .svg or .png)")),
+    };
+    density.binning.validate().map_err(|e| fail(&e))?;
+    register_embedded_font().map_err(|e| fail(&e))?;
+    let figure = Figure::new(density, title);
+    match format {
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+                figure.draw(&root).map_err(|e| fail(&e))?;
+            }
+            std::fs::write(path, svg).map_err(|e| fail(&e))
+        }
+        Format::Png => {
+            // Creating the file first reports a bad directory or permission as a plain I/O error;
+            // the bitmap backend only touches the file when it saves.
+            std::fs::File::create(path).map_err(|e| fail(&e))?;
+            let drawn = {
+                let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+                figure.draw(&root)
+            };
+            drawn.map_err(|e| {
+                let _ = std::fs::remove_file(path);
+                fail(&e)
+            })
+        }
+    }
+}
+
+enum Format {
+    Svg,
+    Png,
+}
+
+/// Registers the embedded font once per process; every later call reports the first outcome.
+fn register_embedded_font() -> Result<(), &'static str> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err("the embedded font could not be loaded")
+    }
+}
+
+/// What the figure shows, in label units, computed once from the fitted density.
+struct Figure<'a> {
+    title: &'a str,
+    /// Left and right edge of the label axis.
+    x_range: (f64, f64),
+    /// `(lower edge, upper edge, empirical density)` of every bin.
+    empirical: Vec<(f64, f64, f64)>,
+    /// `(bin centre, normalised effective density)` of every bin, with the axis edges.
+    effective: Vec<(f64, f64)>,
+    effective_name: &'static str,
+    /// `(bin centre, weight)` of every bin with a weight.
+    weights: Vec<(f64, f64)>,
+}
+
+impl<'a> Figure<'a> {
+    fn new(density: &LabelDensity, title: &'a str) -> Self {
+        let bins = &density.binning;
+        let width = bins.width;
+        let total: f64 = density.counts.iter().map(|&n| n as f64).sum();
+        let empirical = density
+            .counts
+            .iter()
+            .take(bins.n_bins)
+            .enumerate()
+            .map(|(b, &n)| {
+                let d = if total > 0.0 {
+                    n as f64 / total / width
+                } else {
+                    0.0
+                };
+                (bins.lower(b), bins.upper(b), d)
+            })
+            .collect();
+        let mass: f64 = density
+            .effective_density
+            .iter()
+            .filter(|d| d.is_finite() && **d > 0.0)
+            .sum();
+        let mut effective: Vec<(f64, f64)> = density
+            .effective_density
+            .iter()
+            .take(bins.n_bins)
+            .enumerate()
+            .filter(|(_, d)| d.is_finite())
+            .map(|(b, &d)| {
+                let d = if mass > 0.0 { d / mass / width } else { 0.0 };
+                (bins.centre(b), d)
+            })
+            .collect();
+        // The line runs from edge to edge, level over the outer half bins, so that it also shows
+        // for a single bin.
+        if let (Some(&(_, first)), Some(&(_, last))) = (effective.first(), effective.last()) {
+            effective.insert(0, (bins.start, first));
+            effective.push((bins.end(), last));
+        }
+        let weights = density
+            .bin_weight
+            .iter()
+            .take(bins.n_bins)
+            .enumerate()
+            .filter_map(|(b, w)| w.filter(|w| w.is_finite()).map(|w| (bins.centre(b), w)))
+            .collect();
+        let effective_name = if density.config.lds.is_some() {
+            "effective (LDS)"
+        } else {
+            "effective (no LDS)"
+        };
+        Self {
+            title,
+            x_range: (bins.start, bins.end()),
+            empirical,
+            effective,
+            effective_name,
+            weights,
+        }
+    }
+
+    /// Top of the density axis: the highest density plus headroom for the legend.
+    fn density_top(&self) -> f64 {
+        let highest = self
+            .empirical
+            .iter()
+            .map(|e| e.2)
+            .chain(self.effective.iter().map(|e| e.1))
+            .fold(0.0, f64::max);
+        nice_top(highest * 1.25)
+    }
+
+    /// Top of the weight axis: the highest weight (at least the reference 1) plus headroom.
+    fn weight_top(&self) -> f64 {
+        let highest = self.weights.iter().map(|w| w.1).fold(1.0, f64::max);
+        nice_top(highest * 1.2)
+    }
+
+    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let body = root.margin(10, 4, 4, 4).titled(self.title, (FAMILY, 26))?;
+        let split = body.dim_in_pixel().1 * 3 / 5;
+        let (top, bottom) = body.split_vertically(split);
+        self.draw_density(&top)?;
+        self.draw_weights(&bottom)?;
+        root.present()?;
+        Ok(())
+    }
+
+    fn draw_density<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        let (x0, x1) = self.x_range;
+        let mut chart = ChartBuilder::on(area)
+            .margin_left(MARGIN_LEFT)
+            .margin_right(MARGIN_RIGHT)
+            .margin_top(8)
+            .margin_bottom(4)
+            .x_label_area_size(28)
+            .y_label_area_size(Y_LABEL_AREA)
+            .build_cartesian_2d(x0..x1, 0.0..self.density_top())?;
+        chart
+            .configure_mesh()
+            .y_desc("density")
+            .bold_line_style(GRID_COLOUR)
+            .light_line_style(TRANSPARENT)
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 17))
+            .y_label_formatter(&|y| format_tick(*y))
+            .x_label_formatter(&|x| format_tick(*x))
+            .draw()?;
+        chart
+            .draw_series(
+                self.empirical
+                    .iter()
+                    .filter(|e| e.2 > 0.0)
+                    .map(|&(lo, hi, d)| {
+                        Rectangle::new([(lo, 0.0), (hi, d)], EMPIRICAL_COLOUR.filled())
+                    }),
+            )?
+            .label("empirical")
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 20, y + 6)], EMPIRICAL_COLOUR.filled())
+            });
+        chart
+            .draw_series(LineSeries::new(
+                self.effective.iter().copied(),
+                EFFECTIVE_COLOUR.stroke_width(2),
+            ))?
+            .label(self.effective_name)
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], EFFECTIVE_COLOUR.stroke_width(2))
+            });
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .label_font((FAMILY, 15))
+            .draw()?;
+        Ok(())
+    }
+
+    fn draw_weights<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        let (x0, x1) = self.x_range;
+        let mut chart = ChartBuilder::on(area)
+            .margin_left(MARGIN_LEFT)
+            .margin_right(MARGIN_RIGHT)
+            .margin_top(8)
+            .margin_bottom(8)
+            .x_label_area_size(48)
+            .y_label_area_size(Y_LABEL_AREA)
+            .build_cartesian_2d(x0..x1, 0.0..self.weight_top())?;
+        chart
+            .configure_mesh()
+            .x_desc("label")
+            .y_desc("weight")
+            .bold_line_style(GRID_COLOUR)
+            .light_line_style(TRANSPARENT)
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 17))
+            .y_label_formatter(&|y| format_tick(*y))
+            .x_label_formatter(&|x| format_tick(*x))
+            .draw()?;
+        chart.draw_series(DashedLineSeries::new(
+            [(x0, 1.0), (x1, 1.0)],
+            8,
+            5,
+            BLACK.mix(0.6).stroke_width(1),
+        ))?;
+        chart.draw_series(
+            self.weights
+                .iter()
+                .map(|&(x, w)| Circle::new((x, w), 3, WEIGHT_COLOUR.filled())),
+        )?;
+        Ok(())
+    }
+}
+
+/// A positive, finite axis top: `value` when it is one, else 1.
+fn nice_top(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        1.0
+    }
+}
+
+/// Tick text without trailing zeros: `20`, `0.025`, `1.5e-5`.
+fn format_tick(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs();
+    if !(1e-4..1e6).contains(&magnitude) {
+        return format!("{v:.1e}");
+    }
+    let text = format!("{v:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dirkit_core::{Binning, LdsConfig};
+
+    fn long_tailed() -> LabelDensity {
+        let counts: Vec<u64> = (0..60u32)
+            .map(|b| {
+                (400.0 * (-(b as f64 - 12.0).powi(2) / 60.0).exp()) as u64 + (b % 7 == 0) as u64
+            })
+            .collect();
+        let bins = Binning::new(0.0, 1.0, counts.len()).expect("valid binning");
+        LabelDensity::from_counts(bins, counts, &LdsConfig::default()).expect("fits")
+    }
+
+    #[test]
+    fn svg_has_the_title_and_the_legend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lds.svg");
+        write_plot(&path, &long_tailed(), "AgeDB-DIR label density").expect("writes");
+        let svg = std::fs::read_to_string(&path).expect("readable");
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("AgeDB-DIR label density"));
+        assert!(svg.contains("effective (LDS)"));
+        assert!(svg.contains("empirical"));
+        assert!(svg.contains("weight"));
+    }
+
+    #[test]
+    fn svg_names_the_unsmoothed_density_and_the_extension_is_case_insensitive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("LDS.SVG");
+        let mut density = long_tailed();
+        density.config.lds = None;
+        write_plot(&path, &density, "t").expect("writes");
+        let svg = std::fs::read_to_string(&path).expect("readable");
+        assert!(svg.contains("effective (no LDS)"));
+    }
+
+    #[test]
+    fn png_has_the_magic_bytes_and_the_figure_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lds.png");
+        write_plot(&path, &long_tailed(), "title").expect("writes");
+        let png = std::fs::read(&path).expect("readable");
+        assert!(png.len() > 24);
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        let height = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+        assert_eq!((width, height), SIZE);
+    }
+
+    #[test]
+    fn unknown_extensions_and_unwritable_paths_name_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gif = dir.path().join("out.gif");
+        let e = write_plot(&gif, &long_tailed(), "t").expect_err("gif is refused");
+        assert!(e.contains(&gif.display().to_string()), "{e}");
+        assert!(e.contains("unsupported extension"), "{e}");
+        assert!(!gif.exists());
+        let none = dir.path().join("out");
+        assert!(write_plot(&none, &long_tailed(), "t").is_err());
+        for name in ["lds.svg", "lds.png"] {
+            let missing = dir.path().join("no-such-dir").join(name);
+            let e = write_plot(&missing, &long_tailed(), "t").expect_err("no directory");
+            assert!(e.contains(&missing.display().to_string()), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn tick_text_drops_trailing_zeros() {
+        assert_eq!(format_tick(0.0), "0");
+        assert_eq!(format_tick(20.0), "20");
+        assert_eq!(format_tick(0.025), "0.025");
+        assert_eq!(format_tick(2.5e-6), "2.5e-6");
+    }
+}
