@@ -52,7 +52,7 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
             "the target and prediction columns are the same column".into(),
         ));
     }
-    let (cols, _) = table.read_numbers(&[(t_idx, Kind::Value), (p_idx, Kind::Value)])?;
+    let cols = table.read_numbers(&[(t_idx, Kind::Value), (p_idx, Kind::Value)])?;
     let (targets, preds) = (&cols[0], &cols[1]);
 
     let (tlo, thi) = train.span();

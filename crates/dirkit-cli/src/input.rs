@@ -163,11 +163,11 @@ impl Table {
     }
 
     /// Reads the given columns of every row as finite numbers; `counts` marks columns that must
-    /// hold non-negative whole numbers. Returns one vector per requested column and the 1-based
-    /// line number of each row. Blank lines are skipped.
-    pub fn read_numbers(&mut self, columns: &[(usize, Kind)]) -> Result<(Vec<Vec<f64>>, Vec<u64>)> {
+    /// hold non-negative whole numbers. Returns one vector per requested column, in row order.
+    /// Blank lines are skipped.
+    pub fn read_numbers(&mut self, columns: &[(usize, Kind)]) -> Result<Vec<Vec<f64>>> {
         let mut out: Vec<Vec<f64>> = columns.iter().map(|_| Vec::new()).collect();
-        let mut lines = Vec::new();
+        let mut rows = 0usize;
         let mut record = csv::ByteRecord::new();
         loop {
             match self.reader.read_byte_record(&mut record) {
@@ -181,15 +181,15 @@ impl Table {
                 let v = self.number(text, line, col, kind)?;
                 out[k].push(v);
             }
-            lines.push(line);
+            rows += 1;
         }
-        if lines.is_empty() {
+        if rows == 0 {
             return Err(CliError::Input {
                 path: self.name.clone(),
                 message: "has a header but no data rows".into(),
             });
         }
-        Ok((out, lines))
+        Ok(out)
     }
 
     fn number(&self, text: &[u8], line: u64, col: usize, kind: Kind) -> Result<f64> {

@@ -39,7 +39,7 @@ impl Labels {
         if let Some(c) = count_idx {
             wanted.push((c, Kind::Count));
         }
-        let (mut cols, _lines) = table.read_numbers(&wanted)?;
+        let mut cols = table.read_numbers(&wanted)?;
         let counts = count_idx.map(|_| {
             cols.pop()
                 .unwrap_or_default()

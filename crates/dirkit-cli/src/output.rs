@@ -22,11 +22,3 @@ pub fn check_writable(path: &str, input: &str, force: bool) -> Result<()> {
     }
     Ok(())
 }
-
-/// Writes `bytes` to `path`, naming the path in any error.
-pub fn write_file(path: &str, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| CliError::Io {
-        path: path.to_string(),
-        source,
-    })
-}

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::args::{Compat, Format, LdsArg, ReweightArg, WeightsArgs};
 use crate::error::{CliError, Result};
 use crate::labels::{Labels, parse_pair};
-use crate::output::{check_writable, write_file};
+use crate::output::check_writable;
 use crate::table::{Grid, human, label};
 
 /// The LDS configuration the flags describe, validated.
@@ -152,20 +152,24 @@ fn write_per_sample(
     density: &LabelDensity,
     numerics: Numerics,
 ) -> Result<()> {
-    let mut s = String::with_capacity(labels.values.len() * 12);
+    let io = |source| CliError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     if labels.has_header {
-        s.push_str("weight\n");
+        w.write_all(b"weight\n").map_err(io)?;
     }
     for (i, &y) in labels.values.iter().enumerate() {
-        if let Some(w) = density.sample_weight(y, i)? {
-            match numerics {
-                Numerics::Reference => s.push_str(&(w as f32).to_string()),
-                Numerics::F64 => s.push_str(&w.to_string()),
-            }
+        match (density.sample_weight(y, i)?, numerics) {
+            (Some(x), Numerics::Reference) => writeln!(w, "{}", x as f32),
+            (Some(x), Numerics::F64) => writeln!(w, "{x}"),
+            (None, _) => writeln!(w),
         }
-        s.push('\n');
+        .map_err(io)?;
     }
-    write_file(path, s.as_bytes())
+    w.flush().map_err(io)
 }
 
 struct Report<'a> {

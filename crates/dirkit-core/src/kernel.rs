@@ -155,7 +155,7 @@ impl Kernel {
     /// Checks ks (odd, >= 1), σ (finite, > 0) and custom weights.
     pub fn validate(&self) -> Result<()> {
         let check_ks = |ks: usize| -> Result<()> {
-            if ks == 0 || ks % 2 == 0 {
+            if ks == 0 || ks.is_multiple_of(2) {
                 return invalid("ks", ks, "an odd window size >= 1");
             }
             Ok(())
@@ -175,7 +175,7 @@ impl Kernel {
             }
             Kernel::Triangular { ks } | Kernel::Epanechnikov { ks } => check_ks(*ks),
             Kernel::Custom { weights } => {
-                if weights.len() % 2 == 0 {
+                if weights.len().is_multiple_of(2) {
                     return invalid(
                         "custom kernel length",
                         weights.len(),

@@ -301,6 +301,7 @@ impl LabelDensity {
 
     /// Per-sample weights of `labels` written into `out` (same length), without allocating.
     /// Labels without a weight (dropped, or in a bin without training samples) get 0.
+    /// Inputs of several million labels are split across the available cores.
     pub fn sample_weights_into(&self, labels: &[f64], out: &mut [f64]) -> Result<()> {
         if labels.len() != out.len() {
             return Err(CoreError::LengthMismatch {
@@ -309,15 +310,50 @@ impl LabelDensity {
                 right: out.len(),
             });
         }
-        // A dense per-bin table turns the hot loop into a divide, a floor and a load.
+        // A dense per-bin table turns the hot loop into a scale, a compare and a load.
         let table: Vec<f64> = self.bin_weight.iter().map(|w| w.unwrap_or(0.0)).collect();
-        let last = (self.binning.n_bins - 1) as f64;
+        let parts = crate::parallel::parts(labels.len());
+        if parts == 1 {
+            return self.weights_serial(labels, 0, &table, out);
+        }
+        let chunk = labels.len().div_ceil(parts);
+        let table = &table;
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = labels
+                .chunks(chunk)
+                .zip(out.chunks_mut(chunk))
+                .enumerate()
+                .map(|(k, (l, o))| scope.spawn(move || self.weights_serial(l, k * chunk, table, o)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+
+    fn weights_serial(
+        &self,
+        labels: &[f64],
+        offset: usize,
+        table: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
+        let b = &self.binning;
+        let inv = b.exact_reciprocal();
+        let (start, width, nf) = (b.start, b.width, b.n_bins as f64);
+        let index = |y: f64| {
+            let x = match inv {
+                Some(r) => (y - start) * r,
+                None => (y - start) / width,
+            };
+            (x >= 0.0 && x < nf).then_some(x as usize)
+        };
         for (i, (&y, o)) in labels.iter().zip(out.iter_mut()).enumerate() {
-            let r = self.binning.raw_index(y);
-            *o = if r >= 0.0 && r <= last {
-                table[r as usize]
-            } else {
-                self.sample_weight(y, i)?.unwrap_or(0.0)
+            *o = match index(y) {
+                Some(b) => table[b],
+                None => self.sample_weight(y, offset + i)?.unwrap_or(0.0),
             };
         }
         Ok(())

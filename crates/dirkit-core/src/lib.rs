@@ -25,6 +25,7 @@ pub mod error;
 pub mod kernel;
 pub mod lds;
 pub mod metrics;
+pub mod parallel;
 pub mod shots;
 
 pub use binning::{Binning, OutOfRange};

@@ -366,7 +366,7 @@ fn check_group(got: &GroupMetrics, want: &Value, what: &str) {
         (got.gmean, "gmean"),
     ] {
         match (g, opt(&want[key])) {
-            (Some(g), Some(w)) if w == 0.0 => assert_eq!(g, 0.0, "{what} {key} must be exactly 0"),
+            (Some(g), Some(0.0)) => assert_eq!(g, 0.0, "{what} {key} must be exactly 0"),
             (Some(g), Some(w)) => close(g, w, 0.0, 1e-12, &format!("{what} {key}")),
             (None, None) => {}
             (g, w) => panic!("{what} {key}: got {g:?}, want {w:?}"),
