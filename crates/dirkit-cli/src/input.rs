@@ -90,16 +90,27 @@ impl Table {
             .collect();
         let is_header = fields.iter().any(|f| f.parse::<f64>().is_err());
         let stream: Box<dyn Read> = Box::new(Cursor::new(first).chain(buffered));
-        let reader = csv::ReaderBuilder::new()
+        let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(is_header)
             .trim(csv::Trim::All)
             .flexible(false)
             .from_reader(stream);
+        // The parser's view of the first line (quotes resolved) is the one rows are checked
+        // against; without a header this peeks at the first record without consuming it.
+        let parsed: Vec<String> = match reader.headers() {
+            Ok(h) => h.iter().map(str::to_string).collect(),
+            Err(e) => {
+                return Err(CliError::Input {
+                    path: name,
+                    message: format!("first line: {e}"),
+                });
+            }
+        };
         Ok(Table {
             name,
-            n_fields: fields.len(),
-            header: is_header.then_some(fields),
+            n_fields: parsed.len(),
+            header: is_header.then_some(parsed),
             reader,
         })
     }
@@ -177,7 +188,7 @@ impl Table {
             }
             let line = record.position().map_or(0, |p| p.line());
             for (k, &(col, kind)) in columns.iter().enumerate() {
-                let text = &record[col];
+                let text = record.get(col).unwrap_or_default();
                 let v = self.number(text, line, col, kind)?;
                 out[k].push(v);
             }

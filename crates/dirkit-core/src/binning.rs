@@ -18,6 +18,10 @@ pub enum OutOfRange {
     Drop,
 }
 
+/// Largest number of bins a [`Binning`] may have (2^24): more is a mistaken width, and the
+/// per-bin tables would not fit in memory.
+pub const MAX_BINS: usize = 1 << 24;
+
 /// Equal-width bins: bin `b` covers `[start + b·width, start + (b+1)·width)`.
 ///
 /// `bin(y) = floor((y - start) / width)`; out-of-range labels follow an [`OutOfRange`] policy.
@@ -60,8 +64,12 @@ impl Binning {
             );
         }
         let n = ((end - start) / width).ceil();
-        if !(n >= 1.0 && n <= u32::MAX as f64) {
-            return invalid("range", format!("{start}:{end}"), "at most 2^32 bins");
+        if !(n >= 1.0 && n <= MAX_BINS as f64) {
+            return invalid(
+                "range",
+                format!("{start}:{end} with bin width {width}"),
+                "at most 2^24 (16777216) bins",
+            );
         }
         Self::new(start, width, n as usize)
     }
@@ -79,11 +87,11 @@ impl Binning {
         check_width(width)?;
         let start = (min / width).floor() * width;
         let n = ((max - start) / width).floor() + 1.0;
-        if !(n >= 1.0 && n <= u32::MAX as f64) {
+        if !(n >= 1.0 && n <= MAX_BINS as f64) {
             return invalid(
                 "bin width",
                 width,
-                "a width that gives at most 2^32 bins over the label range",
+                "a width that gives at most 2^24 (16777216) bins over the label range",
             );
         }
         Self::new(start, width, n as usize)
@@ -95,8 +103,8 @@ impl Binning {
         if !self.start.is_finite() {
             return invalid("bin start", self.start, "a finite number");
         }
-        if self.n_bins == 0 {
-            return invalid("n_bins", self.n_bins, "at least 1");
+        if self.n_bins == 0 || self.n_bins > MAX_BINS {
+            return invalid("n_bins", self.n_bins, "between 1 and 2^24 (16777216)");
         }
         Ok(())
     }
@@ -383,6 +391,9 @@ mod tests {
         assert!(Binning::new(0.0, 0.0, 3).is_err());
         assert!(Binning::new(0.0, -1.0, 3).is_err());
         assert!(Binning::auto(&[], 1.0).is_err());
+        assert!(Binning::auto(&[0.0, 100.0], 1e-9).is_err());
+        assert!(Binning::from_range(0.0, 1e12, 1.0).is_err());
+        assert!(Binning::new(0.0, 1.0, MAX_BINS + 1).is_err());
         assert!(matches!(
             Binning::auto(&[1.0, f64::INFINITY], 1.0),
             Err(CoreError::NonFiniteLabel { index: 1, .. })

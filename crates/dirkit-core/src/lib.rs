@@ -28,7 +28,7 @@ pub mod metrics;
 pub mod parallel;
 pub mod shots;
 
-pub use binning::{Binning, OutOfRange};
+pub use binning::{Binning, MAX_BINS, OutOfRange};
 pub use denseweight::{Bandwidth, DenseWeight, DenseWeightConfig};
 pub use error::{CoreError, Result};
 pub use kernel::{Kernel, KernelKind, Normalisation};
