@@ -2,8 +2,9 @@
 //!
 //! The pure-Rust label-density core of dirkit (no Candle, no files): equal-width [`Binning`] of
 //! continuous targets, smoothing [`Kernel`] windows, label distribution smoothing and per-sample
-//! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]) and the DIR
-//! evaluation report ([`RegressionReport`]).
+//! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]), the DIR
+//! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
+//! ([`Gmm1d`]) and the seeded generator behind every random choice ([`SplitMix64`]).
 //!
 //! ```
 //! use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
@@ -22,16 +23,20 @@
 pub mod binning;
 pub mod denseweight;
 pub mod error;
+pub mod gmm;
 pub mod kernel;
 pub mod lds;
 pub mod metrics;
 pub mod parallel;
+pub mod rng;
 pub mod shots;
 
 pub use binning::{Binning, MAX_BINS, OutOfRange};
 pub use denseweight::{Bandwidth, DenseWeight, DenseWeightConfig};
 pub use error::{CoreError, Result};
+pub use gmm::{EmTrace, Gmm1d, GmmConfig};
 pub use kernel::{Kernel, KernelKind, Normalisation};
 pub use lds::{LabelDensity, LdsConfig, Numerics, Reweight, smooth};
 pub use metrics::{GroupMetrics, RegressionReport, pearson_r};
+pub use rng::SplitMix64;
 pub use shots::{Shot, ShotThresholds};

@@ -1,0 +1,269 @@
+//! FDS costs at AgeDB-DIR scale (97 bins, D = 2048, f32 features on the CPU), the same work,
+//! data and seeds as `benches/fds_torch.py` (the PyTorch CPU comparison):
+//!
+//! - `accumulate_{diag,full}_12000x2048`: one epoch of statistics, `Fds::accumulate` over
+//!   12,000 × 2048 features in batches of 256 (count, mean, M2 and, for full, the co-moment, f64,
+//!   Chan merge), starting from empty epoch statistics;
+//! - `end_epoch_diag_2048`, `end_epoch_full_256`: `Fds::end_epoch` after one epoch of
+//!   statistics. Full covariance is measured at D = 256: at D = 2048 it is 3 × 97 dense 2048²
+//!   decompositions (two symmetric eigendecompositions and an SVD per bin), far too slow to
+//!   repeat in a benchmark;
+//! - `calibrate_{diag,full}_256x2048`: `Fds::calibrate` of a 256 × 2048 batch (the first 256
+//!   training rows). The full maps at D = 2048 are installed without the decompositions
+//!   (`Fds::install_full_transforms_for_bench`): applying them costs the same whatever their
+//!   values.
+//!
+//! Threads: candle's CPU kernels and FDS's own parallel loops use `RAYON_NUM_THREADS`
+//! (default: the physical cores). Compare with the same count in PyTorch:
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench fds
+//! /tmp/fds-torch-venv/bin/python crates/dirkit-nn/benches/fds_torch.py --threads 1
+//! ```
+//!
+//! `FDS_BENCH_SAMPLES` (default 10) sets criterion's sample count of the slow benchmarks.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
+use dirkit_nn::fds::{Covariance, Fds, FdsConfig, FullCovariance};
+
+const N_ROWS: usize = 12_000;
+const BATCH: usize = 256;
+const DIM: usize = 2048;
+const DIM_FULL_END_EPOCH: usize = 256;
+const BIN_START: f64 = 3.0;
+const N_BINS: usize = 97;
+const SEED: u64 = 0x5EED_FD5;
+
+/// `u_i = splitmix64(SEED + stream·2³² + (i+1)·golden) >> 11 · 2⁻⁵³` (as in fds_torch.py).
+fn uniforms(stream: u64, n: usize) -> Vec<f64> {
+    let base = SEED.wrapping_add(stream << 32);
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+        })
+        .collect()
+}
+
+/// AgeDB-like long-tailed ages 3…99 and features `2u − 1 + 0.02·(age − 50)` (f32).
+fn dataset(dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let (pick, u1, u2, u3) = (
+        uniforms(1, N_ROWS),
+        uniforms(2, N_ROWS),
+        uniforms(3, N_ROWS),
+        uniforms(4, N_ROWS),
+    );
+    let ages: Vec<f64> = (0..N_ROWS)
+        .map(|i| {
+            let x = (u1[i] + u2[i] + u3[i]) / 3.0;
+            if pick[i] < 0.05 {
+                BIN_START + (97.0 * u1[i]).floor()
+            } else {
+                BIN_START + (97.0 * (x * x.sqrt())).floor()
+            }
+        })
+        .collect();
+    let u = uniforms(5, N_ROWS * dim);
+    let feats = u
+        .iter()
+        .enumerate()
+        .map(|(j, &u)| (2.0 * u - 1.0 + 0.02 * (ages[j / dim] - 50.0)) as f32)
+        .collect();
+    (ages.iter().map(|&a| a as f32).collect(), feats)
+}
+
+/// The training set as 256-row batches, plus the bin-count checksum fds_torch.py prints.
+struct Data {
+    batches: Vec<(Tensor, Tensor)>,
+}
+
+impl Data {
+    fn new(dim: usize) -> Self {
+        let (ages, feats) = dataset(dim);
+        let batches = (0..N_ROWS)
+            .step_by(BATCH)
+            .map(|lo| {
+                let hi = (lo + BATCH).min(N_ROWS);
+                let z =
+                    Tensor::from_slice(&feats[lo * dim..hi * dim], (hi - lo, dim), &Device::Cpu)
+                        .expect("features");
+                let y = Tensor::from_slice(&ages[lo..hi], hi - lo, &Device::Cpu).expect("labels");
+                (z, y)
+            })
+            .collect();
+        if dim == DIM {
+            let mut counts = [0usize; N_BINS];
+            for &a in &ages {
+                counts[((a as f64 - BIN_START).floor() as usize).min(N_BINS - 1)] += 1;
+            }
+            let checksum: usize = counts.iter().enumerate().map(|(i, c)| (i + 1) * c).sum();
+            let bits: u64 = feats.iter().map(|x| x.to_bits() as u64).sum();
+            eprintln!(
+                "data: {N_ROWS} x {dim}, {} non-empty bins of {N_BINS}, counts min {} max {}, \
+                 checksum {checksum}, feature bit sum {bits}",
+                counts.iter().filter(|&&c| c > 0).count(),
+                counts.iter().min().unwrap_or(&0),
+                counts.iter().max().unwrap_or(&0),
+            );
+        }
+        Self { batches }
+    }
+
+    fn epoch(&self, fds: &mut Fds) {
+        for (z, y) in &self.batches {
+            fds.accumulate(z, y).expect("accumulate");
+        }
+    }
+}
+
+fn config(dim: usize, covariance: Covariance) -> FdsConfig {
+    let mut c = FdsConfig::new(dim);
+    c.covariance = covariance;
+    c
+}
+
+fn samples() -> usize {
+    std::env::var("FDS_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+fn fds(c: &mut Criterion) {
+    eprintln!(
+        "threads: RAYON_NUM_THREADS={} -> candle uses {}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into()),
+        candle_core::utils::get_num_threads()
+    );
+    let dev = Device::Cpu;
+    let data = Data::new(DIM);
+    let (zc, yc) = data.batches[0].clone();
+    let full = Covariance::Full(FullCovariance::default());
+
+    if let Ok(n) = std::env::var("FDS_ONESHOT") {
+        let n: usize = n.parse().unwrap();
+        let mut cfg = config(DIM, full);
+        cfg.start_update = usize::MAX;
+        let mut f = Fds::new(cfg, &dev, DType::F32).expect("fds");
+        for _ in 0..2 {
+            f.end_epoch(0).unwrap();
+            let t = Instant::now();
+            for (z, y) in &data.batches[..n] {
+                f.accumulate(z, y).unwrap();
+            }
+            let t1 = t.elapsed();
+            black_box(f.epoch_stats());
+            eprintln!(
+                "ONESHOT full accumulate {n} batches: {t1:?} then read {:?}",
+                t.elapsed()
+            );
+        }
+        std::process::exit(0);
+    }
+    let mut g = c.benchmark_group("fds");
+    g.sample_size(samples().max(10))
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500));
+
+    // Diagonal, D = 2048.
+    g.bench_function("accumulate_diag_12000x2048", |b| {
+        b.iter_batched(
+            || Fds::new(config(DIM, Covariance::Diagonal), &dev, DType::F32).expect("fds"),
+            |mut f| {
+                data.epoch(&mut f);
+                f
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let mut diag = Fds::new(config(DIM, Covariance::Diagonal), &dev, DType::F32).expect("fds");
+    data.epoch(&mut diag);
+    let e = &diag.epoch_stats().bins;
+    eprintln!(
+        "check: sum of bin means {:.9e}, sum of M2 {:.9e}",
+        e.iter().flat_map(|b| &b.mean).sum::<f64>(),
+        e.iter().flat_map(|b| &b.m2).sum::<f64>()
+    );
+    g.bench_function("end_epoch_diag_2048", |b| {
+        b.iter_batched(
+            || diag.clone(),
+            |mut f| {
+                f.end_epoch(0).expect("end_epoch");
+                f
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    diag.end_epoch(0).expect("end_epoch");
+    g.bench_function("calibrate_diag_256x2048", |b| {
+        b.iter(|| black_box(diag.calibrate(&zc, &yc, 1).expect("calibrate")))
+    });
+
+    // Full covariance, end of epoch at D = 256.
+    g.bench_function("end_epoch_full_256", |b| {
+        let data = Data::new(DIM_FULL_END_EPOCH);
+        let mut f = Fds::new(config(DIM_FULL_END_EPOCH, full), &dev, DType::F32).expect("fds");
+        data.epoch(&mut f);
+        b.iter_batched(
+            || f.clone(),
+            |mut f| {
+                f.end_epoch(0).expect("end_epoch");
+                f
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    // Full covariance, D = 2048: 97 co-moments of 2048² f64 (3.1 GiB) per epoch.
+    g.bench_function("accumulate_full_12000x2048", |b| {
+        let mut cfg = config(DIM, full);
+        // `end_epoch` then only clears the epoch statistics (outside the timing).
+        cfg.start_update = usize::MAX;
+        let mut f = Fds::new(cfg, &dev, DType::F32).expect("fds");
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                f.end_epoch(0).expect("reset");
+                let t = Instant::now();
+                data.epoch(&mut f);
+                // Reading the statistics folds in the rows still waiting per bin.
+                black_box(f.epoch_stats());
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+
+    // Full calibration at D = 2048 with maps installed directly (see the module docs).
+    g.bench_function("calibrate_full_256x2048", |b| {
+        let mut means = Fds::new(config(DIM, Covariance::Diagonal), &dev, DType::F32).expect("fds");
+        data.epoch(&mut means);
+        let bins = &means.epoch_stats().bins;
+        let shift: Vec<Vec<f64>> = bins.iter().map(|s| s.mean.clone()).collect();
+        let eye = Tensor::eye(DIM, DType::F32, &dev).expect("eye");
+        let matrices = bins
+            .iter()
+            .map(|s| {
+                (s.count > 1).then(|| {
+                    let noise = Tensor::randn(0f32, 0.01, (DIM, DIM), &dev).expect("noise");
+                    (&eye + noise).expect("matrix")
+                })
+            })
+            .collect();
+        let mut f = Fds::new(config(DIM, full), &dev, DType::F32).expect("fds");
+        f.install_full_transforms_for_bench(0, &shift, &shift, matrices)
+            .expect("maps");
+        b.iter(|| black_box(f.calibrate(&zc, &yc, 1).expect("calibrate")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fds);
+criterion_main!(benches);
