@@ -4,13 +4,15 @@
 //! contribute. Kept in f64: raw Σz and Σz² cancel badly in f32, and centring makes a constant
 //! feature give exactly zero variance.
 //!
-//! Speed (the co-moments are K × D² f64, 3.1 GiB at AgeDB scale): rows are grouped per bin by a
-//! counting sort; a bin's part is centred on its first row and merged with one fused, tiled pass
-//! over the upper triangle of the co-moment (`C ← C + C_part + f·δδᵀ`, mirrored, so exactly
-//! symmetric); the part's co-moment `XᵀX` comes from candle's multithreaded GEMM, upper-triangle
-//! blocks only. [`Accumulator`] (what `Fds` uses) also lets rows wait per bin in full-covariance
-//! mode so that one GEMM of up to [`FLUSH_ROWS`] rows replaces a pass over the D × D matrix per
-//! batch; reading the statistics folds the waiting rows in first.
+//! Speed (the co-moments are K × D² f64: 3.1 GiB at AgeDB scale, 97 bins × 2048²): rows are
+//! grouped per bin by a counting sort and read as f32 or f64 in place; each bin's part is
+//! centred on its first row; its co-moment `XᵀX` comes from candle's GEMM, upper-triangle blocks
+//! only, and is merged in one pass over the bin's matrix, `C ← (C + C_part) + (f·δ)δᵀ`, each
+//! element and its mirror computed from the same operands so that `C` stays exactly symmetric.
+//! Bins are processed on `RAYON_NUM_THREADS` threads. [`Accumulator`] (what `Fds` uses) also lets
+//! rows wait per bin in full-covariance mode, so that one GEMM of up to [`FLUSH_ROWS`] rows
+//! replaces a pass over the bin's D × D matrix per batch (the pass costs more than the GEMM of a
+//! batch's few rows); reading the statistics folds the waiting rows in first.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -20,11 +22,10 @@ use serde::{Deserialize, Serialize};
 /// Rows a bin keeps waiting before their co-moment is folded in (full covariance, `Fds`).
 pub(crate) const FLUSH_ROWS: usize = 256;
 /// Column block of the co-moment GEMMs: only blocks on or above the diagonal are computed.
-const GEMM_BLOCK: usize = 64;
-/// Square tile of the transposing copy onto the lower triangle.
-const TILE: usize = 32;
-/// Below this many feature values a batch is processed on the calling thread.
-const PARALLEL_MIN: usize = 1 << 15;
+const GEMM_BLOCK: usize = 128;
+/// Below this many feature values a batch (diagonal statistics) is processed on the calling
+/// thread: a 256 × 2048 batch is ~0.7 ms of work, worth two threads on an idle machine.
+const PARALLEL_MIN: usize = 1 << 18;
 
 /// Statistics of the features of one bin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,28 +220,45 @@ fn with_f64<R>(t: &Tensor, f: impl FnOnce(&[f64]) -> R) -> candle_core::Result<R
 }
 
 /// `C ← C + T + f·δδᵀ` (or `C ← T` without `rank1`, for a bin's first part) for a row-major
-/// symmetric D × D `c` and a part's co-moment `T`: computed on and above the diagonal as
-/// `(c_ij + t_ij) + (f·δ_i)·δ_j`, block by block, each block copied onto the lower triangle
-/// while it is still in cache, so the result is exactly symmetric.
+/// symmetric D × D `c` (every `BinMoments` co-moment is) and a part's symmetric co-moment `T`:
+/// every element is
+/// `(c_ij + t_ij) + (f·δ_i)·δ_j` with `i <= j`, so that `c_ji`, computed from the same operands
+/// (`c` is symmetric on entry), is bit for bit `c_ij`: the result is exactly symmetric without a
+/// transposing copy. Block by block (upper-triangle blocks of `T` only), each block of `c` and
+/// its mirror updated row by row while the block of `T` is in cache.
 fn comoment_update(
     c: &mut [f64],
     part: PartComoment<'_>,
     rank1: Option<(&[f64], f64)>,
 ) -> candle_core::Result<()> {
     let dim = c.len().isqrt();
+    let rank1 = rank1.map(|(delta, f)| (delta, delta.iter().map(|d| f * d).collect::<Vec<_>>()));
+    let rank1 = rank1.as_ref().map(|(d, fd)| (*d, fd.as_slice()));
     let starts: Vec<usize> = (0..dim).step_by(GEMM_BLOCK).collect();
+    let mut scratch = Vec::new();
     for (bi, &i0) in starts.iter().enumerate() {
         let i1 = (i0 + GEMM_BLOCK).min(dim);
         for (bj, &j0) in starts.iter().enumerate().skip(bi) {
             let j1 = (j0 + GEMM_BLOCK).min(dim);
+            let block = Block {
+                dim,
+                i: (i0, i1),
+                j: (j0, j1),
+            };
             match &part {
-                PartComoment::Matrix(t) => {
-                    update_block(c, dim, (i0, i1), (j0, j1), &t[i0 * dim + j0..], dim, rank1)
-                }
+                // Symmetric: the mirror block is read directly (row-contiguous).
+                PartComoment::Matrix(t) => block.update(
+                    c,
+                    (&t[i0 * dim + j0..], dim),
+                    (&t[j0 * dim + i0..], dim),
+                    rank1,
+                ),
                 PartComoment::Rows(blocks) => {
                     let t = blocks[bi].t()?.matmul(&blocks[bj])?;
                     with_f64(&t, |t| {
-                        update_block(c, dim, (i0, i1), (j0, j1), t, j1 - j0, rank1)
+                        // The mirror reads T transposed: transpose the block in cache once.
+                        transpose_into(t, i1 - i0, j1 - j0, &mut scratch);
+                        block.update(c, (t, j1 - j0), (&scratch, i1 - i0), rank1)
                     })?;
                 }
             }
@@ -249,41 +267,72 @@ fn comoment_update(
     Ok(())
 }
 
-/// One block of [`comoment_update`]: rows `i0..i1`, columns `j0..j1` (`j0 >= i0`; on a diagonal
-/// block only `j >= i`), `t` the block's values with row stride `ts`; then the transposed copy.
-fn update_block(
-    c: &mut [f64],
+/// Rows `i0..i1` × columns `j0..j1` of the co-moment (`j0 >= i0`; on a diagonal block only
+/// `j >= i`) and their mirror.
+struct Block {
     dim: usize,
-    (i0, i1): (usize, usize),
-    (j0, j1): (usize, usize),
-    t: &[f64],
-    ts: usize,
-    rank1: Option<(&[f64], f64)>,
-) {
-    let diagonal = i0 == j0;
-    for i in i0..i1 {
-        let js = if diagonal { i } else { j0 };
-        let row = &mut c[i * dim + js..i * dim + j1];
-        let trow = &t[(i - i0) * ts + (js - j0)..(i - i0) * ts + (j1 - j0)];
-        match rank1 {
-            None => row.copy_from_slice(trow),
-            Some((delta, f)) => {
-                let fi = f * delta[i];
-                for ((x, &tv), &dj) in row.iter_mut().zip(trow).zip(&delta[js..j1]) {
-                    *x = (*x + tv) + fi * dj;
+    i: (usize, usize),
+    j: (usize, usize),
+}
+
+impl Block {
+    /// `t` holds `T`'s values of the block (origin, row stride), `t_mirror` its transpose
+    /// (origin, row stride): the same values read from the mirror block. `rank1` is (δ, f·δ).
+    fn update(
+        &self,
+        c: &mut [f64],
+        (t, ts): (&[f64], usize),
+        (tm, tms): (&[f64], usize),
+        rank1: Option<(&[f64], &[f64])>,
+    ) {
+        let (dim, (i0, i1), (j0, j1)) = (self.dim, self.i, self.j);
+        let diagonal = i0 == j0;
+        // Upper: c[i][j], j >= i, row by row.
+        for i in i0..i1 {
+            let js = if diagonal { i } else { j0 };
+            let row = &mut c[i * dim + js..i * dim + j1];
+            let trow = &t[(i - i0) * ts + (js - j0)..(i - i0) * ts + (j1 - j0)];
+            match rank1 {
+                None => row.copy_from_slice(trow),
+                Some((delta, fdelta)) => {
+                    let fi = fdelta[i];
+                    for ((x, &tv), &dj) in row.iter_mut().zip(trow).zip(&delta[js..j1]) {
+                        *x = (*x + tv) + fi * dj;
+                    }
+                }
+            }
+        }
+        // Mirror: c[j][i] for i < j, row by row, with the operands of c[i][j].
+        for j in j0..j1 {
+            let ie = if diagonal { j } else { i1 };
+            if ie <= i0 {
+                continue;
+            }
+            let row = &mut c[j * dim + i0..j * dim + ie];
+            let trow = &tm[(j - j0) * tms..(j - j0) * tms + (ie - i0)];
+            match rank1 {
+                None => row.copy_from_slice(trow),
+                Some((delta, fdelta)) => {
+                    let dj = delta[j];
+                    for ((x, &tv), &fi) in row.iter_mut().zip(trow).zip(&fdelta[i0..ie]) {
+                        *x = (*x + tv) + fi * dj;
+                    }
                 }
             }
         }
     }
-    // Lower triangle: c[j][i] = c[i][j] for i in i0..i1, j in j0..j1, j > i; tile by tile.
-    for jt in (j0..j1).step_by(TILE) {
-        for it in (i0..i1).step_by(TILE) {
-            if diagonal && it >= jt + TILE {
-                continue;
-            }
-            for j in jt..(jt + TILE).min(j1) {
-                for i in it..(it + TILE).min(i1).min(j) {
-                    c[j * dim + i] = c[i * dim + j];
+}
+
+/// `out` ← the transpose of the row-major `rows × cols` matrix `t` (`cols × rows`), by tiles.
+fn transpose_into(t: &[f64], rows: usize, cols: usize, out: &mut Vec<f64>) {
+    const T: usize = 8;
+    out.clear();
+    out.resize(rows * cols, 0.0);
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    out[c * rows + r] = t[r * cols + c];
                 }
             }
         }
@@ -628,7 +677,10 @@ mod tests {
         assert_eq!(got.count as usize, x.len() / dim);
         let close = |a: &[f64], b: &[f64], what: &str| {
             for (i, (a, b)) in a.iter().zip(b).enumerate() {
-                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{what}[{i}]: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+                    "{what}[{i}]: {a} vs {b}"
+                );
             }
         };
         close(&got.mean, &mean, "mean");
@@ -636,11 +688,15 @@ mod tests {
         close(&got.comoment, &c, "comoment");
         for i in 0..dim {
             for j in 0..dim {
-                assert_eq!(got.comoment[i * dim + j], got.comoment[j * dim + i], "symmetry {i},{j}");
+                assert_eq!(
+                    got.comoment[i * dim + j],
+                    got.comoment[j * dim + i],
+                    "symmetry {i},{j}"
+                );
             }
         }
         // The constant feature: exactly zero spread, and exactly its value as the mean.
-        assert_eq!(got.mean[5], 0.1);
+        assert_eq!(got.mean[5], x[5]);
         assert_eq!(got.m2[5], 0.0);
         assert!((0..dim).all(|j| got.comoment[5 * dim + j] == 0.0));
     }
@@ -669,7 +725,8 @@ mod tests {
         let mut acc = Accumulator::from_stats(EpochStats::new(2, DIM, true));
         // 600 rows of bin 1: folded in at 256 and 512 rows, then on reading.
         for lo in (0..700).step_by(100) {
-            acc.add_batch(&xf[lo * DIM..(lo + 100) * DIM], DIM, &bins[lo..lo + 100]).unwrap();
+            acc.add_batch(&xf[lo * DIM..(lo + 100) * DIM], DIM, &bins[lo..lo + 100])
+                .unwrap();
             if lo == 300 {
                 let copy = acc.clone();
                 let seen: Vec<f64> = (0..400)
