@@ -226,16 +226,16 @@ impl Binning {
         policy: OutOfRange,
         counts: &mut [u64],
     ) -> Result<u64> {
-        let parts = crate::parallel::parts(labels.len());
-        if parts == 1 {
-            return self.accumulate_serial(labels, offset, policy, counts);
-        }
         if counts.len() != self.n_bins {
             return Err(CoreError::LengthMismatch {
                 what: "counts buffer vs n_bins",
                 left: counts.len(),
                 right: self.n_bins,
             });
+        }
+        let parts = crate::parallel::parts(labels.len());
+        if parts == 1 {
+            return self.accumulate_serial(labels, offset, policy, counts);
         }
         let chunk = labels.len().div_ceil(parts);
         let results: Vec<Result<(Vec<u64>, u64)>> = std::thread::scope(|scope| {
@@ -271,13 +271,6 @@ impl Binning {
         policy: OutOfRange,
         counts: &mut [u64],
     ) -> Result<u64> {
-        if counts.len() != self.n_bins {
-            return Err(CoreError::LengthMismatch {
-                what: "counts buffer vs n_bins",
-                left: counts.len(),
-                right: self.n_bins,
-            });
-        }
         // Four interleaved histograms: runs of equal labels (sorted or concentrated data) would
         // otherwise chain every increment on the previous store to the same counter.
         let n = self.n_bins;
