@@ -1025,6 +1025,12 @@ mod tests {
     }
 
     #[test]
+    fn fds_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Fds>();
+    }
+
+    #[test]
     fn fused_diagonal_calibration_is_bit_identical_to_tensor_ops() {
         for dt in [DType::F32, DType::F64] {
             let (fds, z, y) = fitted(Covariance::Diagonal, dt);

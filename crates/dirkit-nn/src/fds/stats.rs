@@ -68,9 +68,11 @@ impl BinMoments {
     /// computed around the first row so that identical rows give exactly zero spread.
     pub fn from_rows(features: &[f64], dim: usize, rows: &[usize], full: bool) -> Self {
         let mut s = Self::empty(dim, full);
-        s.add_rows(rows.len(), |k| {
-            &features[rows[k] * dim..(rows[k] + 1) * dim]
-        })
+        s.add_rows(
+            rows.len(),
+            |k| &features[rows[k] * dim..(rows[k] + 1) * dim],
+            candle_core::utils::get_num_threads(),
+        )
         .expect("a CPU f64 matmul of consistent shapes");
         s
     }
@@ -84,11 +86,12 @@ impl BinMoments {
     }
 
     /// Adds `n` rows (`row(k)`, each of length D) as one part: its moments centred on its first
-    /// row, then the Chan update.
+    /// row, then the Chan update (the co-moment's on `threads` threads).
     fn add_rows<'a, T: Copy + Into<f64> + 'a>(
         &mut self,
         n: usize,
         row: impl Fn(usize) -> &'a [T],
+        threads: usize,
     ) -> candle_core::Result<()> {
         if n == 0 {
             return Ok(());
@@ -112,7 +115,7 @@ impl BinMoments {
                     *q += c * c;
                 }
             }
-            self.merge_part(n as u64, &mean, &m2, None)?;
+            self.merge_part(n as u64, &mean, &m2, None, threads)?;
             return Ok(());
         }
         // Centred rows, in column blocks for the GEMMs.
@@ -134,7 +137,13 @@ impl BinMoments {
             }
             blocks.push(Tensor::from_vec(x, (n, hi - lo), &Device::Cpu)?);
         }
-        self.merge_part(n as u64, &mean, &m2, Some(PartComoment::Rows(&blocks)))
+        self.merge_part(
+            n as u64,
+            &mean,
+            &m2,
+            Some(PartComoment::Rows(&blocks)),
+            threads,
+        )
     }
 
     /// The Chan et al. update with a part of `count` samples.
@@ -144,6 +153,7 @@ impl BinMoments {
         mean: &[f64],
         m2: &[f64],
         comoment: Option<PartComoment<'_>>,
+        threads: usize,
     ) -> candle_core::Result<()> {
         if count == 0 {
             return Ok(());
@@ -153,7 +163,7 @@ impl BinMoments {
             self.mean.copy_from_slice(mean);
             self.m2.copy_from_slice(m2);
             if let (true, Some(part)) = (full, comoment) {
-                comoment_update(&mut self.comoment, part, None)?;
+                comoment_update(&mut self.comoment, part, None, threads)?;
             }
             self.count = count;
             return Ok(());
@@ -167,7 +177,7 @@ impl BinMoments {
             self.m2[d] += m2[d] + delta[d] * delta[d] * f;
         }
         if let (true, Some(part)) = (full, comoment) {
-            comoment_update(&mut self.comoment, part, Some((&delta, f)))?;
+            comoment_update(&mut self.comoment, part, Some((&delta, f)), threads)?;
         }
         self.count += count;
         Ok(())
@@ -183,7 +193,8 @@ impl BinMoments {
             return;
         }
         let part = (!other.comoment.is_empty()).then_some(PartComoment::Matrix(&other.comoment));
-        self.merge_part(other.count, &other.mean, &other.m2, part)
+        let threads = candle_core::utils::get_num_threads();
+        self.merge_part(other.count, &other.mean, &other.m2, part, threads)
             .expect("merging a co-moment matrix does not fail");
     }
 
@@ -221,102 +232,183 @@ fn with_f64<R>(t: &Tensor, f: impl FnOnce(&[f64]) -> R) -> candle_core::Result<R
 
 /// `C ← C + T + f·δδᵀ` (or `C ← T` without `rank1`, for a bin's first part) for a row-major
 /// symmetric D × D `c` (every `BinMoments` co-moment is) and a part's symmetric co-moment `T`:
-/// every element is
-/// `(c_ij + t_ij) + (f·δ_i)·δ_j` with `i <= j`, so that `c_ji`, computed from the same operands
-/// (`c` is symmetric on entry), is bit for bit `c_ij`: the result is exactly symmetric without a
-/// transposing copy. Block by block (upper-triangle blocks of `T` only), each block of `c` and
-/// its mirror updated row by row while the block of `T` is in cache.
+/// every element is `(c_ij + t_ij) + (f·δ_i)·δ_j` with `i <= j`, so that `c_ji`, computed from
+/// the same operands (`c` is symmetric on entry), is bit for bit `c_ij`: the result is exactly
+/// symmetric without a transposing copy of `c`. `T` comes in blocks of [`GEMM_BLOCK`] (only
+/// those on or above the diagonal; from the GEMMs first, on `threads` threads); then each
+/// thread updates whole rows of `c`, block by block.
 fn comoment_update(
     c: &mut [f64],
     part: PartComoment<'_>,
     rank1: Option<(&[f64], f64)>,
+    threads: usize,
 ) -> candle_core::Result<()> {
     let dim = c.len().isqrt();
     let rank1 = rank1.map(|(delta, f)| (delta, delta.iter().map(|d| f * d).collect::<Vec<_>>()));
     let rank1 = rank1.as_ref().map(|(d, fd)| (*d, fd.as_slice()));
-    let starts: Vec<usize> = (0..dim).step_by(GEMM_BLOCK).collect();
-    let mut scratch = Vec::new();
-    for (bi, &i0) in starts.iter().enumerate() {
-        let i1 = (i0 + GEMM_BLOCK).min(dim);
-        for (bj, &j0) in starts.iter().enumerate().skip(bi) {
-            let j1 = (j0 + GEMM_BLOCK).min(dim);
-            let block = Block {
-                dim,
-                i: (i0, i1),
-                j: (j0, j1),
-            };
-            match &part {
-                // Symmetric: the mirror block is read directly (row-contiguous).
-                PartComoment::Matrix(t) => block.update(
-                    c,
-                    (&t[i0 * dim + j0..], dim),
-                    (&t[j0 * dim + i0..], dim),
-                    rank1,
-                ),
-                PartComoment::Rows(blocks) => {
-                    let t = blocks[bi].t()?.matmul(&blocks[bj])?;
-                    with_f64(&t, |t| {
-                        // The mirror reads T transposed: transpose the block in cache once.
-                        transpose_into(t, i1 - i0, j1 - j0, &mut scratch);
-                        block.update(c, (t, j1 - j0), (&scratch, i1 - i0), rank1)
-                    })?;
+    let nb = dim.div_ceil(GEMM_BLOCK);
+    if threads <= 1 {
+        // One thread: each block of T updates its rows and its mirror while in cache.
+        let range = |b: usize| (b * GEMM_BLOCK, ((b + 1) * GEMM_BLOCK).min(dim));
+        let mut scratch = Vec::new();
+        for i in 0..nb {
+            for j in i..nb {
+                let (ri, rj) = (range(i), range(j));
+                let mut pair = |t: (&[f64], usize), mirror: (&[f64], usize)| {
+                    let upper = &mut c[ri.0 * dim..ri.1 * dim];
+                    update_rows(upper, dim, ri, rj, t, false, rank1);
+                    let lower = &mut c[rj.0 * dim..rj.1 * dim];
+                    update_rows(lower, dim, rj, ri, mirror, true, rank1);
+                };
+                match &part {
+                    PartComoment::Matrix(t) => pair(
+                        (&t[ri.0 * dim + rj.0..], dim),
+                        (&t[rj.0 * dim + ri.0..], dim),
+                    ),
+                    PartComoment::Rows(blocks) => {
+                        let t = blocks[i].t()?.matmul(&blocks[j])?;
+                        let (height, width) = (ri.1 - ri.0, rj.1 - rj.0);
+                        with_f64(&t, |t| {
+                            transpose_into(t, height, width, &mut scratch);
+                            pair((t, width), (&scratch, height));
+                        })?;
+                    }
                 }
+            }
+        }
+        return Ok(());
+    }
+    // Blocks (I, J), I <= J, of T from the GEMMs, at index I·nb + J.
+    let gemm: Vec<Option<Tensor>> = match &part {
+        PartComoment::Matrix(_) => Vec::new(),
+        PartComoment::Rows(blocks) => {
+            let slots: Vec<Mutex<Option<candle_core::Result<Tensor>>>> =
+                (0..nb * nb).map(|_| Mutex::new(None)).collect();
+            let pairs: Vec<(usize, usize)> =
+                (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
+            parallel_for(
+                pairs,
+                threads,
+                |_| 1,
+                |(i, j)| {
+                    let t = blocks[i].t().and_then(|x| x.matmul(&blocks[j]));
+                    *slots[i * nb + j]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(t);
+                },
+            );
+            slots
+                .into_iter()
+                .map(|m| {
+                    m.into_inner()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .transpose()
+                })
+                .collect::<candle_core::Result<_>>()?
+        }
+    };
+    let failure = Mutex::new(None);
+    let block_rows: Vec<(usize, &mut [f64])> = c.chunks_mut(GEMM_BLOCK * dim).enumerate().collect();
+    parallel_for(
+        block_rows,
+        threads,
+        |_| 1,
+        |(r, rows)| {
+            if let Err(e) = update_block_row(rows, r, dim, &part, &gemm, rank1) {
+                *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            }
+        },
+    );
+    match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Block-row `r` of [`comoment_update`] (`rows`: its rows of `c`), block by block: blocks on
+/// and right of the diagonal from the blocks of `T`, those left of it from their mirrors.
+fn update_block_row(
+    rows: &mut [f64],
+    r: usize,
+    dim: usize,
+    part: &PartComoment<'_>,
+    gemm: &[Option<Tensor>],
+    rank1: Option<(&[f64], &[f64])>,
+) -> candle_core::Result<()> {
+    let nb = dim.div_ceil(GEMM_BLOCK);
+    let range = |b: usize| (b * GEMM_BLOCK, ((b + 1) * GEMM_BLOCK).min(dim));
+    let rows_r = range(r);
+    let mut scratch = Vec::new();
+    for b in 0..nb {
+        let cols = range(b);
+        match part {
+            // Symmetric: rows r of T are read directly, on either side of the diagonal.
+            PartComoment::Matrix(t) => {
+                let t = (&t[rows_r.0 * dim + cols.0..], dim);
+                if b <= r {
+                    update_rows(rows, dim, rows_r, cols, t, true, rank1);
+                }
+                if b >= r {
+                    update_rows(rows, dim, rows_r, cols, t, false, rank1);
+                }
+            }
+            PartComoment::Rows(_) => {
+                let (i, j) = (r.min(b), r.max(b));
+                let block = gemm[i * nb + j].as_ref().expect("computed above");
+                let (height, width) = (range(i).1 - range(i).0, range(j).1 - range(j).0);
+                with_f64(block, |t| {
+                    if b >= r {
+                        update_rows(rows, dim, rows_r, cols, (t, width), false, rank1);
+                    }
+                    if b <= r {
+                        // Block (b, r) read transposed: transpose it in cache once.
+                        transpose_into(t, height, width, &mut scratch);
+                        update_rows(rows, dim, rows_r, cols, (&scratch, height), true, rank1);
+                    }
+                })?;
             }
         }
     }
     Ok(())
 }
 
-/// Rows `i0..i1` × columns `j0..j1` of the co-moment (`j0 >= i0`; on a diagonal block only
-/// `j >= i`) and their mirror.
-struct Block {
+/// Rows `r0..r1` of `c` (given as `rows`, the block-row starting at row `r0`), columns
+/// `j0..j1`, from `t` (values of `T` for these rows and columns: origin and row stride).
+/// `lower`: the elements left of the diagonal (`j < r`), taken as mirrors of `c_jr` (the rank-1
+/// term as `(f·δ_j)·δ_r`); else those on and right of it (`j >= r`), `(f·δ_r)·δ_j`.
+fn update_rows(
+    rows: &mut [f64],
     dim: usize,
-    i: (usize, usize),
-    j: (usize, usize),
-}
-
-impl Block {
-    /// `t` holds `T`'s values of the block (origin, row stride), `t_mirror` its transpose
-    /// (origin, row stride): the same values read from the mirror block. `rank1` is (δ, f·δ).
-    fn update(
-        &self,
-        c: &mut [f64],
-        (t, ts): (&[f64], usize),
-        (tm, tms): (&[f64], usize),
-        rank1: Option<(&[f64], &[f64])>,
-    ) {
-        let (dim, (i0, i1), (j0, j1)) = (self.dim, self.i, self.j);
-        let diagonal = i0 == j0;
-        // Upper: c[i][j], j >= i, row by row.
-        for i in i0..i1 {
-            let js = if diagonal { i } else { j0 };
-            let row = &mut c[i * dim + js..i * dim + j1];
-            let trow = &t[(i - i0) * ts + (js - j0)..(i - i0) * ts + (j1 - j0)];
-            match rank1 {
-                None => row.copy_from_slice(trow),
-                Some((delta, fdelta)) => {
-                    let fi = fdelta[i];
-                    for ((x, &tv), &dj) in row.iter_mut().zip(trow).zip(&delta[js..j1]) {
-                        *x = (*x + tv) + fi * dj;
-                    }
+    (r0, r1): (usize, usize),
+    (j0, j1): (usize, usize),
+    (t, ts): (&[f64], usize),
+    lower: bool,
+    rank1: Option<(&[f64], &[f64])>,
+) {
+    for r in r0..r1 {
+        // The columns of this row on the chosen side of the diagonal.
+        let (lo, hi) = if lower {
+            (j0, j1.min(r))
+        } else {
+            (j0.max(r), j1)
+        };
+        if lo >= hi {
+            continue;
+        }
+        let row = &mut rows[(r - r0) * dim + lo..(r - r0) * dim + hi];
+        let trow = &t[(r - r0) * ts + (lo - j0)..(r - r0) * ts + (hi - j0)];
+        match rank1 {
+            None => row.copy_from_slice(trow),
+            Some((delta, fdelta)) if lower => {
+                let dr = delta[r];
+                for ((x, &tv), &fj) in row.iter_mut().zip(trow).zip(&fdelta[lo..hi]) {
+                    *x = (*x + tv) + fj * dr;
                 }
             }
-        }
-        // Mirror: c[j][i] for i < j, row by row, with the operands of c[i][j].
-        for j in j0..j1 {
-            let ie = if diagonal { j } else { i1 };
-            if ie <= i0 {
-                continue;
-            }
-            let row = &mut c[j * dim + i0..j * dim + ie];
-            let trow = &tm[(j - j0) * tms..(j - j0) * tms + (ie - i0)];
-            match rank1 {
-                None => row.copy_from_slice(trow),
-                Some((delta, fdelta)) => {
-                    let dj = delta[j];
-                    for ((x, &tv), &fi) in row.iter_mut().zip(trow).zip(&fdelta[i0..ie]) {
-                        *x = (*x + tv) + fi * dj;
-                    }
+            Some((delta, fdelta)) => {
+                let fr = fdelta[r];
+                for ((x, &tv), &dj) in row.iter_mut().zip(trow).zip(&delta[lo..hi]) {
+                    *x = (*x + tv) + fr * dj;
                 }
             }
         }
@@ -436,10 +528,13 @@ impl EpochStats {
     ) -> candle_core::Result<()> {
         let groups = Groups::new(bins, self.bins.len());
         let full = self.bins.first().is_some_and(BinMoments::is_full);
-        let threads = if full || features.len() < PARALLEL_MIN {
-            1
+        // Bins in parallel without co-moments; with them, each bin's co-moment update is.
+        let (threads, inner) = if full {
+            (1, candle_core::utils::get_num_threads())
+        } else if features.len() < PARALLEL_MIN {
+            (1, 1)
         } else {
-            candle_core::utils::get_num_threads()
+            (candle_core::utils::get_num_threads(), 1)
         };
         let present: Vec<(&[usize], &mut BinMoments)> = self
             .bins
@@ -455,7 +550,7 @@ impl EpochStats {
             |(rows, _)| rows.len(),
             |(rows, m)| {
                 let row = |k: usize| &features[rows[k] * dim..(rows[k] + 1) * dim];
-                if let Err(e) = m.add_rows(rows.len(), row) {
+                if let Err(e) = m.add_rows(rows.len(), row, inner) {
                     *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
                 }
             },
@@ -518,14 +613,15 @@ struct Raw {
 
 impl Raw {
     /// Folds `rows` (row-major, waiting for `bin`) into it.
-    fn fold(bin: &mut BinMoments, rows: &mut Vec<f64>) -> candle_core::Result<()> {
+    fn fold(bin: &mut BinMoments, rows: &mut Vec<f64>, threads: usize) -> candle_core::Result<()> {
         let dim = bin.dim();
-        bin.add_rows(rows.len() / dim, |k| &rows[k * dim..(k + 1) * dim])?;
+        bin.add_rows(rows.len() / dim, |k| &rows[k * dim..(k + 1) * dim], threads)?;
         rows.clear();
         Ok(())
     }
 
-    /// The statistics with every waiting row folded in, bins in parallel.
+    /// The statistics with every waiting row folded in: bins in parallel when there are many,
+    /// else one after the other, each on every thread.
     fn flush(&mut self) -> candle_core::Result<EpochStats> {
         let mut base = self.base.take().expect("statistics present until flushed");
         let work: Vec<(&mut BinMoments, &mut Vec<f64>)> = base
@@ -534,13 +630,19 @@ impl Raw {
             .zip(self.pending.iter_mut())
             .filter(|(_, rows)| !rows.is_empty())
             .collect();
+        let threads = candle_core::utils::get_num_threads();
+        let (outer, inner) = if work.len() >= 4 * threads {
+            (threads, 1)
+        } else {
+            (1, threads)
+        };
         let failure = Mutex::new(None);
         parallel_for(
             work,
-            candle_core::utils::get_num_threads(),
+            outer,
             |(_, rows)| rows.len(),
             |(bin, rows)| {
-                if let Err(e) = Self::fold(bin, rows) {
+                if let Err(e) = Self::fold(bin, rows, inner) {
                     *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
                 }
             },
@@ -623,7 +725,11 @@ impl Accumulator {
                 waiting.extend(features[r * dim..(r + 1) * dim].iter().map(|&z| z.into()));
             }
             if waiting.len() >= FLUSH_ROWS * dim {
-                Raw::fold(&mut base.bins[b], waiting)?;
+                Raw::fold(
+                    &mut base.bins[b],
+                    waiting,
+                    candle_core::utils::get_num_threads(),
+                )?;
             }
         }
         Ok(())
