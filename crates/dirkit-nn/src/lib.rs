@@ -6,6 +6,7 @@
 //! forwards to candle's CUDA backend and no code path is CUDA-only.
 #![warn(missing_docs)]
 
+pub mod binned;
 pub mod error;
 pub mod fds;
 pub mod head;

@@ -16,14 +16,14 @@ fn reflect(j: isize, n: usize) -> usize {
 
 /// `out_b = Σ_k w_k · rows_{reflect(b + k − h)}` for rows of equal length; `window` has odd
 /// length `2h + 1` and `rows.len() > h`.
-pub fn smooth_rows(rows: &[Vec<f64>], window: &[f64]) -> Vec<Vec<f64>> {
+pub fn smooth_rows<R: AsRef<[f64]>>(rows: &[R], window: &[f64]) -> Vec<Vec<f64>> {
     let n = rows.len();
     let h = window.len() / 2;
     (0..n)
         .map(|b| {
-            let mut acc = vec![0.0; rows[b].len()];
+            let mut acc = vec![0.0; rows[b].as_ref().len()];
             for (k, &w) in window.iter().enumerate() {
-                let src = &rows[reflect(b as isize + k as isize - h as isize, n)];
+                let src = rows[reflect(b as isize + k as isize - h as isize, n)].as_ref();
                 for (a, x) in acc.iter_mut().zip(src) {
                     *a += w * x;
                 }

@@ -14,15 +14,15 @@
 //! replaces a pass over the bin's D × D matrix per batch (the pass costs more than the GEMM of a
 //! batch's few rows); reading the statistics folds the waiting rows in first.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use candle_core::{CpuStorage, Device, Storage, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use super::comoment::{GEMM_BLOCK, Groups, PartComoment, comoment_update, parallel_for};
 
 /// Rows a bin keeps waiting before their co-moment is folded in (full covariance, `Fds`).
 pub(crate) const FLUSH_ROWS: usize = 256;
-/// Column block of the co-moment GEMMs: only blocks on or above the diagonal are computed.
-const GEMM_BLOCK: usize = 128;
 /// Below this many feature values a batch (diagonal statistics) is processed on the calling
 /// thread: a 256 × 2048 batch is ~0.7 ms of work, worth two threads on an idle machine.
 const PARALLEL_MIN: usize = 1 << 18;
@@ -38,15 +38,6 @@ pub struct BinMoments {
     pub m2: Vec<f64>,
     /// Co-moment matrix Σ (z − μ)(z − μ)ᵀ, row-major D×D; empty unless full covariance is tracked.
     pub comoment: Vec<f64>,
-}
-
-/// The co-moment of a part being merged, as upper-triangle blocks.
-enum PartComoment<'a> {
-    /// A row-major D × D symmetric matrix.
-    Matrix(&'a [f64]),
-    /// The centred rows, split into column blocks of [`GEMM_BLOCK`] (each row-major
-    /// `rows × width`): block (I, J) of the co-moment is `X_Iᵀ X_J`.
-    Rows(&'a [Tensor]),
 }
 
 impl BinMoments {
@@ -77,17 +68,17 @@ impl BinMoments {
         s
     }
 
-    fn dim(&self) -> usize {
+    pub(super) fn dim(&self) -> usize {
         self.mean.len()
     }
 
-    fn is_full(&self) -> bool {
+    pub(super) fn is_full(&self) -> bool {
         !self.comoment.is_empty()
     }
 
     /// Adds `n` rows (`row(k)`, each of length D) as one part: its moments centred on its first
     /// row, then the Chan update (the co-moment's on `threads` threads).
-    fn add_rows<'a, T: Copy + Into<f64> + 'a>(
+    pub(super) fn add_rows<'a, T: Copy + Into<f64> + 'a>(
         &mut self,
         n: usize,
         row: impl Fn(usize) -> &'a [T],
@@ -221,282 +212,6 @@ impl BinMoments {
     }
 }
 
-/// The values of a contiguous f64 CPU tensor.
-fn with_f64<R>(t: &Tensor, f: impl FnOnce(&[f64]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F64(v)), Some((lo, hi))) => Ok(f(&v[lo..hi])),
-        _ => candle_core::bail!("expected a contiguous f64 CPU tensor"),
-    }
-}
-
-/// `C ← C + T + f·δδᵀ` (or `C ← T` without `rank1`, for a bin's first part) for a row-major
-/// symmetric D × D `c` (every `BinMoments` co-moment is) and a part's symmetric co-moment `T`:
-/// every element is `(c_ij + t_ij) + (f·δ_i)·δ_j` with `i <= j`, so that `c_ji`, computed from
-/// the same operands (`c` is symmetric on entry), is bit for bit `c_ij`: the result is exactly
-/// symmetric without a transposing copy of `c`. `T` comes in blocks of [`GEMM_BLOCK`] (only
-/// those on or above the diagonal; from the GEMMs first, on `threads` threads); then each
-/// thread updates whole rows of `c`, block by block.
-fn comoment_update(
-    c: &mut [f64],
-    part: PartComoment<'_>,
-    rank1: Option<(&[f64], f64)>,
-    threads: usize,
-) -> candle_core::Result<()> {
-    let dim = c.len().isqrt();
-    let rank1 = rank1.map(|(delta, f)| (delta, delta.iter().map(|d| f * d).collect::<Vec<_>>()));
-    let rank1 = rank1.as_ref().map(|(d, fd)| (*d, fd.as_slice()));
-    let nb = dim.div_ceil(GEMM_BLOCK);
-    if threads <= 1 {
-        // One thread: each block of T updates its rows and its mirror while in cache.
-        let range = |b: usize| (b * GEMM_BLOCK, ((b + 1) * GEMM_BLOCK).min(dim));
-        let mut scratch = Vec::new();
-        for i in 0..nb {
-            for j in i..nb {
-                let (ri, rj) = (range(i), range(j));
-                let mut pair = |t: (&[f64], usize), mirror: (&[f64], usize)| {
-                    let upper = &mut c[ri.0 * dim..ri.1 * dim];
-                    update_rows(upper, dim, ri, rj, t, false, rank1);
-                    let lower = &mut c[rj.0 * dim..rj.1 * dim];
-                    update_rows(lower, dim, rj, ri, mirror, true, rank1);
-                };
-                match &part {
-                    PartComoment::Matrix(t) => pair(
-                        (&t[ri.0 * dim + rj.0..], dim),
-                        (&t[rj.0 * dim + ri.0..], dim),
-                    ),
-                    PartComoment::Rows(blocks) => {
-                        let t = blocks[i].t()?.matmul(&blocks[j])?;
-                        let (height, width) = (ri.1 - ri.0, rj.1 - rj.0);
-                        with_f64(&t, |t| {
-                            transpose_into(t, height, width, &mut scratch);
-                            pair((t, width), (&scratch, height));
-                        })?;
-                    }
-                }
-            }
-        }
-        return Ok(());
-    }
-    // Blocks (I, J), I <= J, of T from the GEMMs, at index I·nb + J.
-    let gemm: Vec<Option<Tensor>> = match &part {
-        PartComoment::Matrix(_) => Vec::new(),
-        PartComoment::Rows(blocks) => {
-            let slots: Vec<Mutex<Option<candle_core::Result<Tensor>>>> =
-                (0..nb * nb).map(|_| Mutex::new(None)).collect();
-            let pairs: Vec<(usize, usize)> =
-                (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
-            parallel_for(
-                pairs,
-                threads,
-                |_| 1,
-                |(i, j)| {
-                    let t = blocks[i].t().and_then(|x| x.matmul(&blocks[j]));
-                    *slots[i * nb + j]
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(t);
-                },
-            );
-            slots
-                .into_iter()
-                .map(|m| {
-                    m.into_inner()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .transpose()
-                })
-                .collect::<candle_core::Result<_>>()?
-        }
-    };
-    let failure = Mutex::new(None);
-    let block_rows: Vec<(usize, &mut [f64])> = c.chunks_mut(GEMM_BLOCK * dim).enumerate().collect();
-    parallel_for(
-        block_rows,
-        threads,
-        |_| 1,
-        |(r, rows)| {
-            if let Err(e) = update_block_row(rows, r, dim, &part, &gemm, rank1) {
-                *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-            }
-        },
-    );
-    match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// Block-row `r` of [`comoment_update`] (`rows`: its rows of `c`), block by block: blocks on
-/// and right of the diagonal from the blocks of `T`, those left of it from their mirrors.
-fn update_block_row(
-    rows: &mut [f64],
-    r: usize,
-    dim: usize,
-    part: &PartComoment<'_>,
-    gemm: &[Option<Tensor>],
-    rank1: Option<(&[f64], &[f64])>,
-) -> candle_core::Result<()> {
-    let nb = dim.div_ceil(GEMM_BLOCK);
-    let range = |b: usize| (b * GEMM_BLOCK, ((b + 1) * GEMM_BLOCK).min(dim));
-    let rows_r = range(r);
-    let mut scratch = Vec::new();
-    for b in 0..nb {
-        let cols = range(b);
-        match part {
-            // Symmetric: rows r of T are read directly, on either side of the diagonal.
-            PartComoment::Matrix(t) => {
-                let t = (&t[rows_r.0 * dim + cols.0..], dim);
-                if b <= r {
-                    update_rows(rows, dim, rows_r, cols, t, true, rank1);
-                }
-                if b >= r {
-                    update_rows(rows, dim, rows_r, cols, t, false, rank1);
-                }
-            }
-            PartComoment::Rows(_) => {
-                let (i, j) = (r.min(b), r.max(b));
-                let block = gemm[i * nb + j].as_ref().expect("computed above");
-                let (height, width) = (range(i).1 - range(i).0, range(j).1 - range(j).0);
-                with_f64(block, |t| {
-                    if b >= r {
-                        update_rows(rows, dim, rows_r, cols, (t, width), false, rank1);
-                    }
-                    if b <= r {
-                        // Block (b, r) read transposed: transpose it in cache once.
-                        transpose_into(t, height, width, &mut scratch);
-                        update_rows(rows, dim, rows_r, cols, (&scratch, height), true, rank1);
-                    }
-                })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Rows `r0..r1` of `c` (given as `rows`, the block-row starting at row `r0`), columns
-/// `j0..j1`, from `t` (values of `T` for these rows and columns: origin and row stride).
-/// `lower`: the elements left of the diagonal (`j < r`), taken as mirrors of `c_jr` (the rank-1
-/// term as `(f·δ_j)·δ_r`); else those on and right of it (`j >= r`), `(f·δ_r)·δ_j`.
-fn update_rows(
-    rows: &mut [f64],
-    dim: usize,
-    (r0, r1): (usize, usize),
-    (j0, j1): (usize, usize),
-    (t, ts): (&[f64], usize),
-    lower: bool,
-    rank1: Option<(&[f64], &[f64])>,
-) {
-    for r in r0..r1 {
-        // The columns of this row on the chosen side of the diagonal.
-        let (lo, hi) = if lower {
-            (j0, j1.min(r))
-        } else {
-            (j0.max(r), j1)
-        };
-        if lo >= hi {
-            continue;
-        }
-        let row = &mut rows[(r - r0) * dim + lo..(r - r0) * dim + hi];
-        let trow = &t[(r - r0) * ts + (lo - j0)..(r - r0) * ts + (hi - j0)];
-        match rank1 {
-            None => row.copy_from_slice(trow),
-            Some((delta, fdelta)) if lower => {
-                let dr = delta[r];
-                for ((x, &tv), &fj) in row.iter_mut().zip(trow).zip(&fdelta[lo..hi]) {
-                    *x = (*x + tv) + fj * dr;
-                }
-            }
-            Some((delta, fdelta)) => {
-                let fr = fdelta[r];
-                for ((x, &tv), &dj) in row.iter_mut().zip(trow).zip(&delta[lo..hi]) {
-                    *x = (*x + tv) + fr * dj;
-                }
-            }
-        }
-    }
-}
-
-/// `out` ← the transpose of the row-major `rows × cols` matrix `t` (`cols × rows`), by tiles.
-fn transpose_into(t: &[f64], rows: usize, cols: usize, out: &mut Vec<f64>) {
-    const T: usize = 8;
-    out.clear();
-    out.resize(rows * cols, 0.0);
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    out[c * rows + r] = t[r * cols + c];
-                }
-            }
-        }
-    }
-}
-
-/// Rows grouped by bin with a counting sort: bin `b`'s rows, ascending, are
-/// `order[starts[b]..starts[b + 1]]`.
-pub(crate) struct Groups {
-    order: Vec<usize>,
-    starts: Vec<usize>,
-}
-
-impl Groups {
-    pub(crate) fn new(bins: &[usize], n_bins: usize) -> Self {
-        let mut starts = vec![0usize; n_bins + 1];
-        for &b in bins {
-            starts[b + 1] += 1;
-        }
-        for b in 0..n_bins {
-            starts[b + 1] += starts[b];
-        }
-        let mut next = starts.clone();
-        let mut order = vec![0; bins.len()];
-        for (r, &b) in bins.iter().enumerate() {
-            order[next[b]] = r;
-            next[b] += 1;
-        }
-        Self { order, starts }
-    }
-
-    pub(crate) fn rows(&self, b: usize) -> &[usize] {
-        &self.order[self.starts[b]..self.starts[b + 1]]
-    }
-}
-
-/// Runs `f` on every item on up to `threads` scoped threads, each taking a contiguous run of
-/// items of about equal total `weight`; inline for one thread.
-pub(crate) fn parallel_for<T: Send>(
-    items: Vec<T>,
-    threads: usize,
-    weight: impl Fn(&T) -> usize,
-    f: impl Fn(T) + Sync,
-) {
-    let total: usize = items.iter().map(&weight).sum();
-    if threads <= 1 || items.len() <= 1 {
-        items.into_iter().for_each(f);
-        return;
-    }
-    let share = total.div_ceil(threads).max(1);
-    let mut runs: Vec<Vec<T>> = vec![Vec::new()];
-    let mut acc = 0;
-    for item in items {
-        let w = weight(&item);
-        if acc >= share && runs.len() < threads {
-            runs.push(Vec::new());
-            acc = 0;
-        }
-        acc += w;
-        runs.last_mut().expect("one run").push(item);
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut runs = runs.into_iter();
-        let first = runs.next();
-        for run in runs {
-            s.spawn(move || run.into_iter().for_each(f));
-        }
-        first.into_iter().flatten().for_each(f);
-    });
-}
-
 /// Statistics of every bin over one epoch (or any set of batches).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -591,154 +306,10 @@ impl EpochStats {
     }
 }
 
-/// An epoch's statistics as `Fds` accumulates them. With co-moments, each bin's rows wait (as
-/// f64, at most [`FLUSH_ROWS`] per bin) and are folded in as one part when the bin has that many
-/// or when the statistics are read: one rank-m GEMM per part instead of one pass over the
-/// bin's D × D co-moment per batch. The result is the same statistics (Chan's update is exact;
-/// the parts differ only in rounding), and reading folds everything in first, so what a reader
-/// sees is always complete.
-#[derive(Debug)]
-pub(crate) struct Accumulator {
-    /// The statistics with nothing waiting; set ⇔ `raw.base` is `None`.
-    flushed: OnceLock<EpochStats>,
-    raw: Mutex<Raw>,
-}
-
-#[derive(Debug)]
-struct Raw {
-    base: Option<EpochStats>,
-    /// Waiting rows per bin, row-major.
-    pending: Vec<Vec<f64>>,
-}
-
-impl Raw {
-    /// Folds `rows` (row-major, waiting for `bin`) into it.
-    fn fold(bin: &mut BinMoments, rows: &mut Vec<f64>, threads: usize) -> candle_core::Result<()> {
-        let dim = bin.dim();
-        bin.add_rows(rows.len() / dim, |k| &rows[k * dim..(k + 1) * dim], threads)?;
-        rows.clear();
-        Ok(())
-    }
-
-    /// The statistics with every waiting row folded in: bins in parallel when there are many,
-    /// else one after the other, each on every thread.
-    fn flush(&mut self) -> candle_core::Result<EpochStats> {
-        let mut base = self.base.take().expect("statistics present until flushed");
-        let work: Vec<(&mut BinMoments, &mut Vec<f64>)> = base
-            .bins
-            .iter_mut()
-            .zip(self.pending.iter_mut())
-            .filter(|(_, rows)| !rows.is_empty())
-            .collect();
-        let threads = candle_core::utils::get_num_threads();
-        let (outer, inner) = if work.len() >= 4 * threads {
-            (threads, 1)
-        } else {
-            (1, threads)
-        };
-        let failure = Mutex::new(None);
-        parallel_for(
-            work,
-            outer,
-            |(_, rows)| rows.len(),
-            |(bin, rows)| {
-                if let Err(e) = Self::fold(bin, rows, inner) {
-                    *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                }
-            },
-        );
-        match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            Some(e) => Err(e),
-            None => Ok(base),
-        }
-    }
-}
-
-impl Clone for Accumulator {
-    /// Clones the statistics with the waiting rows folded in.
-    fn clone(&self) -> Self {
-        Self::from_stats(self.stats().clone())
-    }
-}
-
-impl Accumulator {
-    /// Statistics with nothing waiting.
-    pub(crate) fn from_stats(stats: EpochStats) -> Self {
-        let n_bins = stats.bins.len();
-        Self {
-            flushed: OnceLock::from(stats),
-            raw: Mutex::new(Raw {
-                base: None,
-                pending: vec![Vec::new(); n_bins],
-            }),
-        }
-    }
-
-    /// The complete statistics (waiting rows are folded in first).
-    pub(crate) fn stats(&self) -> &EpochStats {
-        self.flushed.get_or_init(|| {
-            self.raw
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .flush()
-                .expect("a CPU f64 matmul of consistent shapes")
-        })
-    }
-
-    /// The complete statistics, mutable.
-    pub(crate) fn stats_mut(&mut self) -> &mut EpochStats {
-        self.stats();
-        self.flushed.get_mut().expect("flushed just above")
-    }
-
-    /// Empties the statistics in place (their memory is reused).
-    pub(crate) fn clear(&mut self) {
-        self.stats_mut().clear();
-    }
-
-    /// Adds a batch (`features` row-major, rows × dim; the bin of each row).
-    pub(crate) fn add_batch<T: Copy + Into<f64> + Sync>(
-        &mut self,
-        features: &[T],
-        dim: usize,
-        bins: &[usize],
-    ) -> candle_core::Result<()> {
-        let raw = self.raw.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = self.flushed.take() {
-            raw.base = Some(s);
-        }
-        let base = raw.base.as_mut().expect("statistics present until flushed");
-        if !base.bins.first().is_some_and(BinMoments::is_full) {
-            return base.add_rows(features, dim, bins);
-        }
-        let groups = Groups::new(bins, base.bins.len());
-        for b in 0..base.bins.len() {
-            let rows = groups.rows(b);
-            if rows.is_empty() {
-                continue;
-            }
-            let waiting = &mut raw.pending[b];
-            if waiting.capacity() == 0 {
-                waiting.reserve_exact(FLUSH_ROWS.max(rows.len()) * dim);
-            }
-            for &r in rows {
-                waiting.extend(features[r * dim..(r + 1) * dim].iter().map(|&z| z.into()));
-            }
-            if waiting.len() >= FLUSH_ROWS * dim {
-                Raw::fold(
-                    &mut base.bins[b],
-                    waiting,
-                    candle_core::utils::get_num_threads(),
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fds::accumulate::Accumulator;
 
     /// Seeded rows (`n × dim`, row-major) in [-1, 1) around a per-row offset; column 5 constant.
     fn rows(n: usize, dim: usize, seed: u64) -> Vec<f64> {

@@ -1,0 +1,117 @@
+//! The one error type of dirkit-data.
+
+use thiserror::Error;
+
+/// Everything dirkit-data can refuse: invalid hyper-parameters, bin indices, weights,
+/// probabilities and losses.
+///
+/// Messages are one line and name the offending position and value, so a CLI can print them as
+/// they are.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum DataError {
+    /// A hyper-parameter is outside its valid range (`name`, the value given, what is expected).
+    #[error("invalid {name} = {value}: {expected}")]
+    InvalidParameter {
+        /// Parameter name as the user would write it (`q`, `c`, `epoch_len`, …).
+        name: &'static str,
+        /// The value given, formatted.
+        value: String,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+    /// An input that must hold at least one element is empty.
+    #[error("{0}")]
+    Empty(&'static str),
+    /// Two inputs that must have the same length do not.
+    #[error("length mismatch: {what} ({left} vs {right})")]
+    LengthMismatch {
+        /// What is being compared.
+        what: &'static str,
+        /// Length of the first input.
+        left: usize,
+        /// Length of the second input.
+        right: usize,
+    },
+    /// A per-sample bin (class) index is not below the number of bins.
+    #[error("sample #{index} has bin {bin}, but there are only {n_bins} bins (0..{n_bins})")]
+    BinOutOfRange {
+        /// 0-based position of the sample.
+        index: usize,
+        /// The offending bin index.
+        bin: usize,
+        /// Number of bins (valid indices are `0..n_bins`).
+        n_bins: usize,
+    },
+    /// A sampling weight is NaN, infinite or negative.
+    #[error("weight #{index} is {value}: weights must be finite and >= 0")]
+    InvalidWeight {
+        /// 0-based position of the weight.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// Every sampling weight is zero, so there is nothing to draw.
+    #[error("all {0} weights are zero: at least one must be positive")]
+    AllZeroWeights(usize),
+    /// A predicted class probability is NaN, infinite or outside [0, 1].
+    #[error("probability at row {row}, column {column} is {value}: expected a number in [0, 1]")]
+    InvalidProbability {
+        /// 0-based sample (row) index.
+        row: usize,
+        /// 0-based class (column) index.
+        column: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// A row of predicted class probabilities does not sum to 1.
+    #[error("probabilities of row {row} sum to {sum}: expected 1 (within {tolerance})")]
+    RowSum {
+        /// 0-based sample (row) index.
+        row: usize,
+        /// The row's sum.
+        sum: f64,
+        /// The accepted distance from 1.
+        tolerance: f64,
+    },
+    /// A per-sample loss is NaN, infinite or negative.
+    #[error("loss #{index} is {value}: losses must be finite and >= 0")]
+    InvalidLoss {
+        /// 0-based sample index.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// An update would push a sample's difficulty `(c + Σdu) / (c + Σdl)` out of the finite,
+    /// positive f64 range (losses near the f64 limit, or a tiny `c`).
+    #[error(
+        "sample #{index}: difficulty from learning {learning} and unlearning {unlearning} \
+         leaves the f64 range; use a larger c or smaller losses"
+    )]
+    DifficultyOutOfRange {
+        /// 0-based sample index.
+        index: usize,
+        /// `Σdl` the update would give.
+        learning: f64,
+        /// `Σdu` the update would give.
+        unlearning: f64,
+    },
+    /// A deserialised sampler state breaks one of its invariants.
+    #[error("invalid sampler state: {0}")]
+    InvalidState(String),
+}
+
+/// Result alias for dirkit-data.
+pub type Result<T> = std::result::Result<T, DataError>;
+
+/// Shorthand for an [`DataError::InvalidParameter`] error.
+pub(crate) fn invalid<T>(
+    name: &'static str,
+    value: impl std::fmt::Display,
+    expected: &'static str,
+) -> Result<T> {
+    Err(DataError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        expected,
+    })
+}

@@ -1,0 +1,273 @@
+//! [`BinnedHead`]: the continuous target binned by dirkit-core and learned as classification,
+//! with the same training-step API as [`crate::head::RegressionHead`].
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use dirkit_core::{Binning, LabelDensity, OutOfRange};
+use serde::{Deserialize, Serialize};
+
+use super::decode::{Decoder, decode};
+use super::decouple::NormedLinear;
+use super::loss::{BinnedLoss, LossState, TrainingBins};
+use super::prior::{ClassPrior, prior_bias};
+use crate::error::NnError;
+use crate::fds::{Fds, FdsConfig, StatsSource};
+use crate::head::TrainStep;
+
+/// Where the prior `π` of the adjusting losses and decoders comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriorSource {
+    /// Normalised training counts (the papers' choice).
+    #[default]
+    Counts,
+    /// The normalised LDS effective density: no empty bins (dirkit's combination).
+    Lds,
+}
+
+/// The classifier layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classifier {
+    /// `W x + b` (default).
+    #[default]
+    Linear,
+    /// Cosine logits without bias (LDAM's normalised classifier).
+    Cosine,
+}
+
+/// Configuration of a [`BinnedHead`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinnedHeadConfig {
+    /// Feature dimension of the backbone's output.
+    pub in_dim: usize,
+    /// FDS on the features, if any (its bins are its own).
+    pub fds: Option<FdsConfig>,
+    /// The training loss (default cross entropy).
+    pub loss: BinnedLoss,
+    /// How logits become predictions (default the expectation).
+    pub decoder: Decoder,
+    /// Where the prior comes from (default the counts).
+    pub prior: PriorSource,
+    /// The classifier layer (default linear).
+    pub classifier: Classifier,
+    /// Initialise the bias to `τ ln π` with this τ (Menon et al. 2021), or `None` for the
+    /// default initialisation. Linear classifier only.
+    pub bias_init_tau: Option<f64>,
+}
+
+impl BinnedHeadConfig {
+    /// Cross entropy, expectation decoding, count prior, linear classifier, no FDS.
+    pub fn new(in_dim: usize) -> Self {
+        Self {
+            in_dim,
+            fds: None,
+            loss: BinnedLoss::CrossEntropy,
+            decoder: Decoder::Expectation,
+            prior: PriorSource::Counts,
+            classifier: Classifier::Linear,
+            bias_init_tau: None,
+        }
+    }
+}
+
+enum Layer {
+    Linear(Linear),
+    Cosine(NormedLinear),
+}
+
+/// A classification head over the bins of a continuous target: see the module documentation.
+/// The bins, counts and LDS prior come from the [`LabelDensity`] fitted on the training labels.
+pub struct BinnedHead {
+    config: BinnedHeadConfig,
+    binning: Binning,
+    layer: Layer,
+    fds: Option<Fds>,
+    loss: LossState,
+    bins: TrainingBins,
+}
+
+impl BinnedHead {
+    /// Builds the head; the classifier's variables come from `vb`.
+    pub fn new(
+        config: BinnedHeadConfig,
+        density: &LabelDensity,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        if config.in_dim == 0 {
+            return Err(crate::error::bad("in_dim", 0, "at least 1").into());
+        }
+        let binning = density.binning;
+        let k = binning.n_bins;
+        let counts: Vec<f64> = density.counts.iter().map(|&c| c as f64).collect();
+        let prior = match config.prior {
+            PriorSource::Counts => ClassPrior::from_counts(&counts)?,
+            PriorSource::Lds => ClassPrior::from_density(density)?,
+        };
+        let bins = TrainingBins {
+            counts,
+            prior,
+            values: binning.values(),
+        };
+        let layer = match config.classifier {
+            Classifier::Linear => {
+                let linear = candle_nn::linear(config.in_dim, k, vb.pp("linear"))?;
+                if let (Some(tau), Some(b)) = (config.bias_init_tau, linear.bias()) {
+                    let bias = prior_bias(&bins.prior, tau)?;
+                    let t = Tensor::from_vec(bias, k, b.device())?.to_dtype(b.dtype())?;
+                    if !b.is_variable() {
+                        return Err(NnError::Shape(
+                            "bias_init_tau needs a VarBuilder backed by a VarMap".into(),
+                        )
+                        .into());
+                    }
+                    // A variable tensor: the Var shares its storage, so this sets the VarMap's.
+                    candle_core::Var::from_tensor(b)?.set(&t)?;
+                }
+                Layer::Linear(linear)
+            }
+            Classifier::Cosine => {
+                if config.bias_init_tau.is_some() {
+                    return Err(NnError::Shape(
+                        "the cosine classifier has no bias to initialise".into(),
+                    )
+                    .into());
+                }
+                Layer::Cosine(NormedLinear::new(config.in_dim, k, vb.pp("cosine"))?)
+            }
+        };
+        let fds = match &config.fds {
+            Some(f) if f.feature_dim != config.in_dim => {
+                return Err(NnError::Shape(format!(
+                    "FDS feature_dim {} differs from the head's in_dim {}",
+                    f.feature_dim, config.in_dim
+                ))
+                .into());
+            }
+            Some(f) => Some(Fds::new(f.clone(), vb.device(), vb.dtype())?),
+            None => None,
+        };
+        let loss = LossState::new(config.loss.clone(), &bins)?;
+        Ok(Self {
+            config,
+            binning,
+            layer,
+            fds,
+            loss,
+            bins,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BinnedHeadConfig {
+        &self.config
+    }
+
+    /// The bins' counts, prior and values.
+    pub fn training_bins(&self) -> &TrainingBins {
+        &self.bins
+    }
+
+    /// The binning of the target.
+    pub fn binning(&self) -> &Binning {
+        &self.binning
+    }
+
+    /// The FDS state, if the head has FDS.
+    pub fn fds(&self) -> Option<&Fds> {
+        self.fds.as_ref()
+    }
+
+    /// The bins (N, u32) of continuous `targets`, out-of-range values clipped to the end bins.
+    pub fn bins_of(&self, targets: &Tensor) -> candle_core::Result<Tensor> {
+        let y: Vec<f64> = targets.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let mut out = Vec::with_capacity(y.len());
+        for (i, &v) in y.iter().enumerate() {
+            let b = self
+                .binning
+                .bin(v, i, OutOfRange::Clip)
+                .map_err(NnError::from)?
+                .unwrap_or(0);
+            out.push(b as u32);
+        }
+        let n = out.len();
+        Tensor::from_vec(out, n, targets.device())
+    }
+
+    /// The logits (N, bins) of features, without FDS.
+    pub fn logits(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.layer {
+            Layer::Linear(l) => l.forward(features),
+            Layer::Cosine(c) => c.forward(features),
+        }
+    }
+
+    /// Decodes logits with the configured decoder (post-hoc adjustment toward the uniform prior).
+    pub fn decode(&self, logits: &Tensor) -> candle_core::Result<Vec<f64>> {
+        decode(
+            logits,
+            &self.bins.values,
+            self.config.decoder,
+            Some(&self.bins.prior),
+            None,
+        )
+    }
+
+    /// One training step: FDS (as in the regression head), the logits, the configured loss on
+    /// the target bins, and the decoded predictions (N, detached).
+    pub fn forward_train(
+        &mut self,
+        features: &Tensor,
+        targets: &Tensor,
+        epoch: usize,
+    ) -> candle_core::Result<TrainStep> {
+        let targets = targets.flatten_all()?;
+        let z = match &mut self.fds {
+            Some(f) => {
+                if f.config().source == StatsSource::Online {
+                    f.accumulate(features, &targets)?;
+                }
+                f.calibrate(features, &targets, epoch)?
+            }
+            None => features.clone(),
+        };
+        let logits = self.logits(&z)?;
+        let labels = self.bins_of(&targets)?;
+        let loss = self
+            .loss
+            .compute(&logits, &labels, &targets, epoch, &self.bins)?;
+        let predictions = Tensor::new(self.decode(&logits.detach())?, features.device())?
+            .to_dtype(logits.dtype())?;
+        Ok(TrainStep { loss, predictions })
+    }
+
+    /// Feeds uncalibrated features of a no-grad pass to FDS (second-pass statistics).
+    pub fn collect_fds_stats(
+        &mut self,
+        features: &Tensor,
+        targets: &Tensor,
+    ) -> candle_core::Result<()> {
+        match &mut self.fds {
+            Some(f) if f.config().source == StatsSource::SecondPass => {
+                f.accumulate(&features.detach(), targets)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// End-of-epoch hook: updates the FDS statistics and calibration for the next epoch.
+    pub fn end_epoch(&mut self, epoch: usize) -> candle_core::Result<()> {
+        match &mut self.fds {
+            Some(f) => f.end_epoch(epoch),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Module for BinnedHead {
+    /// Inference: decoded predictions (N) of the features, without FDS.
+    fn forward(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = self.logits(features)?;
+        Tensor::new(self.decode(&logits)?, features.device())?.to_dtype(logits.dtype())
+    }
+}
