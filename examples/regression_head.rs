@@ -12,125 +12,20 @@
 //! cargo run --release --example regression_head -- --epochs 40 --seed 3 --device cpu
 //! ```
 
+mod common;
+
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_core::{DType, Module};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use common::{Args, Event, HIDDEN, Mlp, Tensors};
+use dirkit::data::SinusoidTask;
 use dirkit::nn::fds::FdsConfig;
 use dirkit::nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit::nn::loss::balanced_mse::BalancedMseConfig;
 use dirkit::nn::loss::elementwise::RegressionLoss;
 use dirkit::nn::train::{fill, seeded_init};
-use dirkit::rng::SplitMix64;
 use dirkit::{Binning, LabelDensity, LdsConfig, OutOfRange, RegressionReport, ShotThresholds};
-
-const AGEDB_TRAIN: &str = include_str!("../datasets/agedb-dir/train_age_counts.csv");
-const INPUTS: usize = 8;
-const HIDDEN: usize = 64;
-
-struct Args {
-    epochs: usize,
-    seed: u64,
-    device: Device,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        epochs: 25,
-        seed: 0,
-        device: Device::cuda_if_available(0).map_err(|e| e.to_string())?,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--epochs" => a.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?,
-            "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--device" => {
-                a.device = match value()?.as_str() {
-                    "cpu" => Device::Cpu,
-                    "cuda" => Device::new_cuda(0).map_err(|e| format!("--device cuda: {e}"))?,
-                    other => return Err(format!("--device {other}: expected cpu or cuda")),
-                }
-            }
-            other => {
-                return Err(format!(
-                    "unknown argument {other} (--epochs N, --seed S, --device cpu|cuda)"
-                ));
-            }
-        }
-    }
-    Ok(a)
-}
-
-/// The synthetic data set, deterministic from a seed.
-struct Task {
-    x_train: Vec<f32>,
-    y_train: Vec<f64>,
-    x_test: Vec<f32>,
-    y_test: Vec<f64>,
-}
-
-fn make_task(seed: u64) -> Task {
-    let counts: Vec<f64> = AGEDB_TRAIN
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(',').and_then(|(_, c)| c.trim().parse().ok()))
-        .collect();
-    let total: f64 = counts.iter().sum();
-    let mut rng = SplitMix64::new(seed);
-    let phases: Vec<f64> = (0..INPUTS)
-        .map(|_| rng.uniform() * std::f64::consts::TAU)
-        .collect();
-    let embed = |y: f64, rng: &mut SplitMix64, out: &mut Vec<f32>| {
-        let t = y / 100.0;
-        for (j, p) in phases.iter().enumerate() {
-            let freq = 1.5 * (j + 1) as f64;
-            out.push(((freq * t * std::f64::consts::PI + p).sin() + 0.1 * rng.normal()) as f32);
-        }
-    };
-    let (mut x_train, mut y_train) = (Vec::new(), Vec::new());
-    for _ in 0..6000 {
-        // Inverse-CDF draw from the AgeDB-DIR training histogram.
-        let u = rng.uniform() * total;
-        let mut acc = 0.0;
-        let age = counts
-            .iter()
-            .position(|c| {
-                acc += c;
-                acc > u
-            })
-            .unwrap_or(counts.len() - 1);
-        y_train.push(age as f64);
-        embed(age as f64, &mut rng, &mut x_train);
-    }
-    let (mut x_test, mut y_test) = (Vec::new(), Vec::new());
-    for age in 0..=100 {
-        for _ in 0..20 {
-            y_test.push(age as f64);
-            embed(age as f64, &mut rng, &mut x_test);
-        }
-    }
-    Task {
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-    }
-}
-
-/// Two ReLU layers: the "backbone" whose features the head sees.
-struct Mlp {
-    l1: Linear,
-    l2: Linear,
-}
-
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.l2.forward(&self.l1.forward(x)?.relu()?)?.relu()
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Method {
@@ -155,17 +50,14 @@ impl Method {
 
 fn train_and_eval(
     method: Method,
-    task: &Task,
+    task: &SinusoidTask,
     args: &Args,
     binning: Binning,
 ) -> candle_core::Result<RegressionReport> {
     let dev = &args.device;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
-    let mlp = Mlp {
-        l1: candle_nn::linear(INPUTS, HIDDEN, vb.pp("mlp.l1"))?,
-        l2: candle_nn::linear(HIDDEN, HIDDEN, vb.pp("mlp.l2"))?,
-    };
+    let mlp = Mlp::new(vb.pp("mlp"))?;
     let use_fds = matches!(method, Method::Fds | Method::LdsFds);
     let mut fds = FdsConfig::reference(HIDDEN, binning.n_bins, 0);
     fds.binning = binning;
@@ -209,41 +101,25 @@ fn train_and_eval(
         )?),
         None => None,
     };
-    let n = task.y_train.len();
-    let x_all = Tensor::from_slice(&task.x_train, (n, INPUTS), dev)?;
-    let y_all = Tensor::from_vec(
-        task.y_train.iter().map(|&y| y as f32).collect::<Vec<_>>(),
-        n,
-        dev,
-    )?;
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut rng = SplitMix64::new(args.seed ^ 0x5eed);
-    for epoch in 0..args.epochs {
-        rng.shuffle(&mut order);
-        for chunk in order.chunks(128) {
-            let idx = Tensor::from_slice(chunk, chunk.len(), dev)?;
-            let (x, y) = (x_all.index_select(&idx, 0)?, y_all.index_select(&idx, 0)?);
-            let step = head.forward_train(&mlp.forward(&x)?, &y, epoch)?;
+    let data = Tensors::new(task, dev)?;
+    data.train(args.epochs, 128, args.seed, |event| match event {
+        Event::Batch(x, y, epoch) => {
+            let step = head.forward_train(&mlp.forward(x)?, y, epoch)?;
             let grads = step.loss.backward()?;
             opt.step(&grads)?;
             if let Some(o) = &mut sigma_opt {
                 o.step(&grads)?;
             }
+            Ok(())
         }
-        if use_fds {
+        Event::EndEpoch(epoch) if use_fds => {
             // The reference's second pass: uncalibrated features of the whole training set.
-            for chunk in (0..n).step_by(1024) {
-                let len = 1024.min(n - chunk);
-                let z = mlp.forward(&x_all.narrow(0, chunk, len)?)?.detach();
-                head.collect_fds_stats(&z, &y_all.narrow(0, chunk, len)?)?;
-            }
-            head.end_epoch(epoch)?;
+            data.second_pass(|x| mlp.forward(x), |z, y| head.collect_fds_stats(z, y))?;
+            head.end_epoch(epoch)
         }
-    }
-    let m = task.y_test.len();
-    let x_test = Tensor::from_slice(&task.x_test, (m, INPUTS), dev)?;
-    let pred: Vec<f32> = head.forward(&mlp.forward(&x_test)?)?.to_vec1()?;
-    let pred: Vec<f64> = pred.into_iter().map(f64::from).collect();
+        Event::EndEpoch(_) => Ok(()),
+    })?;
+    let pred = common::to_f64(&head.forward(&mlp.forward(&data.x_test)?)?)?;
     let (counts, _) = binning
         .counts(&task.y_train, OutOfRange::Clip)
         .map_err(candle_core::Error::wrap)?;
@@ -259,14 +135,14 @@ fn train_and_eval(
 }
 
 fn main() {
-    let args = match parse_args() {
+    let args = match common::parse_args(25) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("regression_head: error: {e}");
             std::process::exit(2);
         }
     };
-    let task = make_task(args.seed);
+    let task = common::task(args.seed);
     let binning = Binning::new(0.0, 1.0, 121).expect("valid AgeDB binning");
     let (counts, _) = binning
         .counts(&task.y_train, OutOfRange::Clip)

@@ -1,8 +1,11 @@
 //! # dirkit
 //!
 //! Deep imbalanced regression: the label-density core ([`dirkit_core`], re-exported at the
-//! root) and the Candle layer ([`nn`]: FDS, losses, regression heads).
+//! root), the Candle layer ([`nn`]: FDS, regression and binned losses, heads) and the data
+//! side ([`data`]: samplers, the built-in synthetic task).
 
 pub use dirkit_core::*;
-/// FDS, regression losses and the regression head on Candle (the `dirkit-nn` crate).
+/// Samplers over binned training sets and the built-in synthetic data (the `dirkit-data` crate).
+pub use dirkit_data as data;
+/// FDS, regression and discretised-label losses, and the heads on Candle (the `dirkit-nn` crate).
 pub use dirkit_nn as nn;

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod binning;
+pub mod classification;
 pub mod denseweight;
 pub mod error;
 pub mod gmm;
@@ -32,6 +33,7 @@ pub mod rng;
 pub mod shots;
 
 pub use binning::{Binning, MAX_BINS, OutOfRange};
+pub use classification::{ClassificationReport, GroupAccuracy};
 pub use denseweight::{Bandwidth, DenseWeight, DenseWeightConfig};
 pub use error::{CoreError, Result};
 pub use gmm::{EmTrace, Gmm1d, GmmConfig};

@@ -34,6 +34,7 @@ pub mod difficulty;
 pub mod epoch;
 pub mod error;
 pub mod progressive;
+pub mod synthetic;
 pub mod weighted;
 
 pub use class_aware::{
@@ -46,4 +47,5 @@ pub use difficulty::{
 pub use epoch::{EpochSampler, epoch_rng};
 pub use error::{DataError, Result};
 pub use progressive::{Interpolation, ProgressiveConfig, ProgressiveSampler};
+pub use synthetic::{AGEDB_DIR_TRAIN_COUNTS, SinusoidTask};
 pub use weighted::{AliasTable, WeightedSampler};
