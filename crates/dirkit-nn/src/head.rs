@@ -260,7 +260,8 @@ impl RegressionHead {
     }
 
     /// The head's state that does not live in the caller's `VarMap` — configuration, label
-    /// density, FDS statistics, Balanced MSE's σ — as named tensors (the linear layer's
+    /// density, FDS statistics, Balanced MSE's σ, GHM-R's moving-average counts — as named
+    /// tensors (the linear layer's
     /// weights are saved with the `VarMap`).
     pub fn state_tensors(&self) -> candle_core::Result<HashMap<String, Tensor>> {
         let mut m = match &self.fds {
@@ -278,6 +279,14 @@ impl RegressionHead {
             m.insert(
                 "head.noise_sigma".into(),
                 s.as_tensor().to_dtype(DType::F64)?,
+            );
+        }
+        if let LossState::GhmR(g) = &self.loss {
+            let acc = g.density().acc_sum().to_vec();
+            let b = acc.len();
+            m.insert(
+                "head.ghm_acc_sum".into(),
+                Tensor::from_vec(acc, b, &Device::Cpu)?,
             );
         }
         Ok(m)
@@ -311,6 +320,13 @@ impl RegressionHead {
         }
         if let (Some(s), Some(t)) = (self.noise_sigma(), m.get("head.noise_sigma")) {
             s.set(&t.to_dtype(s.dtype())?.to_device(s.device())?)?;
+        }
+        if let LossState::GhmR(g) = &mut self.loss {
+            let acc: Vec<f64> = m
+                .get("head.ghm_acc_sum")
+                .ok_or_else(|| candle_core::Error::Msg("head state lacks head.ghm_acc_sum".into()))?
+                .to_vec1()?;
+            g.density_mut().set_acc_sum(&acc)?;
         }
         Ok(())
     }

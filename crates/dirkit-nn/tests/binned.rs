@@ -886,3 +886,66 @@ fn binned_head_trains_and_initialises_its_bias_to_the_prior() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn binned_head_state_round_trips_ghm_counts_and_fds() -> Result<()> {
+    let dev = Device::Cpu;
+    let mut rng = dirkit_core::SplitMix64::new(11);
+    let n = 64;
+    let ys: Vec<f64> = (0..n).map(|i| [1.0, 2.0, 2.0, 3.0, 7.0][i % 5]).collect();
+    let feats: Vec<f64> = (0..n * 4).map(|i| rng.normal() + 0.3 * ys[i / 4]).collect();
+    let features = Tensor::from_vec(feats, (n, 4), &dev)?;
+    let targets = Tensor::from_vec(ys.clone(), n, &dev)?;
+    let density = LabelDensity::fit(
+        &ys,
+        Binning::new(0.0, 1.0, 8).unwrap(),
+        OutOfRange::Clip,
+        &LdsConfig::default(),
+    )
+    .unwrap();
+    let mut fds = dirkit_nn::fds::FdsConfig::reference(4, 8, 0);
+    fds.source = dirkit_nn::fds::StatsSource::Online;
+    let config = BinnedHeadConfig {
+        loss: BinnedLoss::GhmC {
+            bins: 10,
+            momentum: 0.75,
+        },
+        fds: Some(fds),
+        ..BinnedHeadConfig::new(4)
+    };
+    let build = |seed: u64| -> Result<(VarMap, BinnedHead)> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
+        let head = BinnedHead::new(config.clone(), &density, vb.pp("head"))?;
+        dirkit_nn::train::seeded_init(&varmap, seed)?;
+        Ok((varmap, head))
+    };
+    let (_vm, mut a) = build(2)?;
+    a.forward_train(&features, &targets, 0)?;
+    a.end_epoch(0)?;
+    a.forward_train(&features, &targets, 1)?;
+    let path =
+        std::env::temp_dir().join(format!("dirkit-binned-{}.safetensors", std::process::id()));
+    a.save_state(&path)?;
+    let (_vm2, mut b) = build(2)?;
+    b.load_state(&path)?;
+    std::fs::remove_file(&path).ok();
+    let la = scalar(&a.forward_train(&features, &targets, 1)?.loss);
+    let lb = scalar(&b.forward_train(&features, &targets, 1)?.loss);
+    assert_eq!(la.to_bits(), lb.to_bits(), "bit-identical step after load");
+    // A head with another configuration refuses the state.
+    let other = BinnedHeadConfig {
+        loss: BinnedLoss::CrossEntropy,
+        ..config.clone()
+    };
+    let varmap = VarMap::new();
+    let mut c = BinnedHead::new(
+        other,
+        &density,
+        VarBuilder::from_varmap(&varmap, DType::F64, &dev).pp("head"),
+    )?;
+    a.save_state(&path)?;
+    assert!(c.load_state(&path).is_err());
+    std::fs::remove_file(&path).ok();
+    Ok(())
+}

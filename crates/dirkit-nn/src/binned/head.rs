@@ -1,7 +1,10 @@
 //! [`BinnedHead`]: the continuous target binned by dirkit-core and learned as classification,
 //! with the same training-step API as [`crate::head::RegressionHead`].
 
-use candle_core::{DType, Module, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use dirkit_core::{Binning, LabelDensity, OutOfRange};
 use serde::{Deserialize, Serialize};
@@ -261,6 +264,73 @@ impl BinnedHead {
             Some(f) => f.end_epoch(epoch),
             None => Ok(()),
         }
+    }
+}
+
+impl BinnedHead {
+    /// The head's state that does not live in the caller's `VarMap` — configuration, training
+    /// counts, GHM-C's moving-average counts, FDS statistics — as named tensors (the classifier's
+    /// weights are saved with the `VarMap`).
+    pub fn state_tensors(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        let mut m = match &self.fds {
+            Some(f) => f.state_tensors()?,
+            None => HashMap::new(),
+        };
+        let meta = serde_json::to_vec(&self.config).map_err(candle_core::Error::wrap)?;
+        let n = meta.len();
+        m.insert(
+            "binned.config_json".into(),
+            Tensor::from_vec(meta, n, &Device::Cpu)?,
+        );
+        let counts = self.bins.counts.clone();
+        let k = counts.len();
+        m.insert(
+            "binned.counts".into(),
+            Tensor::from_vec(counts, k, &Device::Cpu)?,
+        );
+        if let Some(g) = self.loss.ghm() {
+            let acc = g.density().acc_sum().to_vec();
+            let b = acc.len();
+            m.insert(
+                "binned.ghm_acc_sum".into(),
+                Tensor::from_vec(acc, b, &Device::Cpu)?,
+            );
+        }
+        Ok(m)
+    }
+
+    /// Saves [`BinnedHead::state_tensors`] to a safetensors file.
+    pub fn save_state(&self, path: impl AsRef<Path>) -> candle_core::Result<()> {
+        candle_core::safetensors::save(&self.state_tensors()?, path)
+    }
+
+    /// Restores the state saved by [`BinnedHead::save_state`] into a head built with the same
+    /// configuration and training label density (the classifier's weights come back with the
+    /// `VarMap`).
+    pub fn load_state(&mut self, path: impl AsRef<Path>) -> candle_core::Result<()> {
+        let m = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let get = |name: &str| {
+            m.get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("binned head state lacks {name}")))
+        };
+        let meta: Vec<u8> = get("binned.config_json")?.to_vec1()?;
+        let config: BinnedHeadConfig =
+            serde_json::from_slice(&meta).map_err(candle_core::Error::wrap)?;
+        let counts: Vec<f64> = get("binned.counts")?.to_vec1()?;
+        if config != self.config || counts != self.bins.counts {
+            return Err(NnError::Shape(
+                "the saved head was built with another configuration or training set".into(),
+            )
+            .into());
+        }
+        if let Some(g) = self.loss.ghm_mut() {
+            let acc: Vec<f64> = get("binned.ghm_acc_sum")?.to_vec1()?;
+            g.density_mut().set_acc_sum(&acc)?;
+        }
+        if let Some(f) = &mut self.fds {
+            *f = Fds::from_state_tensors(&m, f.device(), f.dtype())?;
+        }
+        Ok(())
     }
 }
 

@@ -266,6 +266,16 @@ impl LossState {
         Ok(s)
     }
 
+    /// GHM-C's state, when that is the loss.
+    pub(crate) fn ghm_mut(&mut self) -> Option<&mut GhmC> {
+        self.ghm.as_mut()
+    }
+
+    /// GHM-C's state, when that is the loss.
+    pub(crate) fn ghm(&self) -> Option<&GhmC> {
+        self.ghm.as_ref()
+    }
+
     /// The loss of one batch: `labels` are the target bins, `targets` the continuous values.
     pub(crate) fn compute(
         &mut self,

@@ -101,6 +101,11 @@ impl GhmC {
         &self.density
     }
 
+    /// Mutable gradient-density state, to restore its counts from a checkpoint.
+    pub fn density_mut(&mut self) -> &mut GradientDensity {
+        &mut self.density
+    }
+
     /// The loss of `(N, C)` logits against `(N, C)` targets; `valid` (`(N, C)` or `N`, non-zero =
     /// counted) leaves elements out of the density and the loss. The weights carry no gradient.
     pub fn loss(

@@ -191,6 +191,16 @@ impl Fds {
         })
     }
 
+    /// The device the calibration maps live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype the calibration maps are kept in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// The configuration.
     pub fn config(&self) -> &FdsConfig {
         &self.config

@@ -67,6 +67,24 @@ impl GradientDensity {
         &self.acc_sum
     }
 
+    /// Restores moving-average counts saved from [`GradientDensity::acc_sum`] (a checkpoint):
+    /// one finite, non-negative value per bin.
+    pub fn set_acc_sum(&mut self, acc_sum: &[f64]) -> Result<()> {
+        if acc_sum.len() != self.acc_sum.len() {
+            return Err(crate::error::NnError::Shape(format!(
+                "{} saved GHM counts for {} bins",
+                acc_sum.len(),
+                self.acc_sum.len()
+            ))
+            .into());
+        }
+        if let Some(v) = acc_sum.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return invalid("ghm saved count", v, "finite and non-negative");
+        }
+        self.acc_sum.copy_from_slice(acc_sum);
+        Ok(())
+    }
+
     /// Forgets the moving-average counts.
     pub fn reset(&mut self) {
         self.acc_sum.iter_mut().for_each(|a| *a = 0.0);
@@ -200,6 +218,11 @@ impl GhmR {
     /// The gradient-density state (bins, momentum, moving-average counts).
     pub fn density(&self) -> &GradientDensity {
         &self.density
+    }
+
+    /// Mutable gradient-density state, to restore its counts from a checkpoint.
+    pub fn density_mut(&mut self) -> &mut GradientDensity {
+        &mut self.density
     }
 
     /// Forgets the moving-average counts (e.g. between independent runs).
