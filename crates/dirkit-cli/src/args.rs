@@ -18,6 +18,9 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Per-shot regression report (All / Many / Medium / Few) of a predictions file.
     Eval(EvalArgs),
+    /// Write the age,path,split index of a folder of id_name_age_gender.jpg face images, with
+    /// per-age balanced val/test sets (the AgeDB-DIR / IMDB-WIKI-DIR recipe).
+    Split(SplitArgs),
 }
 
 /// Output format of a report.
@@ -191,4 +194,48 @@ pub struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+/// `--preset` values of `dirkit split`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// AgeDB-DIR: at most 30 val and 30 test images per age.
+    Agedb,
+    /// IMDB-WIKI-DIR: at most 150 val and 150 test images per age.
+    ImdbWiki,
+}
+
+/// `dirkit split`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "For each age the images are shuffled with --seed; min(n/3, cap) go to \
+val, as many to test, the rest to train (Yang et al. 2021). The age is the second-to-last '_' \
+field of a name and the gender the last, so names may contain '_'. Image files are never \
+opened or modified.\n\nExamples:\n  dirkit split data/AgeDB --out data/agedb.csv\n  \
+dirkit split faces/ --out faces.csv --preset imdb-wiki --seed 1 --skip-bad"
+)]
+pub struct SplitArgs {
+    /// Folder of face images named id_name_age_gender.ext (.jpg, .jpeg or .png), e.g.
+    /// 0_MariaCallas_35_f.jpg; sub-folders and other files are ignored.
+    #[arg(value_name = "IMAGE_DIR")]
+    pub image_dir: String,
+    /// The CSV to write (columns age,path,split; paths relative to IMAGE_DIR).
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: String,
+    /// At most this many val and this many test images per age [default: from --preset].
+    #[arg(long, value_name = "N", conflicts_with = "preset")]
+    pub cap: Option<usize>,
+    /// The cap of a published benchmark.
+    #[arg(long, value_enum, default_value_t = PresetArg::Agedb)]
+    pub preset: PresetArg,
+    /// Seed of the per-age shuffles: the same seed gives the same split.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Leave out images whose names do not parse (the summary counts them) instead of stopping
+    /// with the list.
+    #[arg(long)]
+    pub skip_bad: bool,
 }

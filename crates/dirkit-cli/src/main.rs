@@ -1,5 +1,6 @@
-//! The `dirkit` command line: effective-density reweighting tables (`dirkit weights`) and
-//! per-shot evaluation reports (`dirkit eval`). A thin layer over dirkit-core.
+//! The `dirkit` command line: effective-density reweighting tables (`dirkit weights`),
+//! per-shot evaluation reports (`dirkit eval`) and balanced dataset splits (`dirkit split`). A
+//! thin layer over dirkit-core and dirkit-data.
 
 mod args;
 mod error;
@@ -8,6 +9,7 @@ mod input;
 mod labels;
 mod output;
 mod plot;
+mod split;
 mod table;
 mod weights;
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Weights(a) => weights::run(a, &mut out),
         Command::Eval(a) => eval::run(a, &mut out),
+        Command::Split(a) => split::run(a, &mut out),
     };
     let flushed = out.flush();
     match result {

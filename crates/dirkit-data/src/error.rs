@@ -98,6 +98,80 @@ pub enum DataError {
     /// A deserialised sampler state breaks one of its invariants.
     #[error("invalid sampler state: {0}")]
     InvalidState(String),
+    /// A file or folder could not be opened, listed, read or written (`path`, the OS message).
+    #[error("{path}: {message}")]
+    Io {
+        /// The path as given.
+        path: String,
+        /// What the operating system said, or what was expected of the path.
+        message: String,
+    },
+    /// A dataset index lacks a required column.
+    #[error(
+        "{path}: the header '{header}' has no column '{column}': expected the columns {expected} \
+         (in any order)"
+    )]
+    MissingColumn {
+        /// The CSV file.
+        path: String,
+        /// The missing column.
+        column: &'static str,
+        /// The header as read, comma-joined.
+        header: String,
+        /// Every required column, comma-joined.
+        expected: &'static str,
+    },
+    /// A file is malformed as a whole (CSV syntax, a duplicated column, no rows…); `path` may
+    /// end in `:line`.
+    #[error("{path}: {message}")]
+    Malformed {
+        /// The file, with `:line` when one line is at fault.
+        path: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// Rows of a dataset index are invalid: a summary line, then one line per bad row.
+    #[error("{}", list_bad(.path, "row", "rows of the index are invalid", .rows))]
+    BadRows {
+        /// The CSV file.
+        path: String,
+        /// Every bad row, in file order.
+        rows: Vec<crate::dataset::BadRow>,
+    },
+    /// Image file names do not follow `id_name_age_gender.ext`: a summary line, then one line
+    /// per file.
+    #[error(
+        "{}",
+        list_bad(.dir, "file name", "names do not follow id_name_age_gender.ext", .names)
+    )]
+    BadNames {
+        /// The image folder.
+        dir: String,
+        /// Every file whose name does not parse, sorted by name.
+        names: Vec<crate::split::BadName>,
+    },
+    /// An image file could not be read or decoded while loading a batch.
+    #[error("{path}: cannot load the image: {message}")]
+    Image {
+        /// The image file.
+        path: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// `path: N bad things (what); fix them or skip them (--skip-bad):` followed by one line each.
+fn list_bad<T: std::fmt::Display>(path: &str, noun: &str, what: &str, items: &[T]) -> String {
+    let mut s = format!(
+        "{path}: {} bad {noun}{} ({what}); fix them or skip them (--skip-bad):",
+        items.len(),
+        if items.len() == 1 { "" } else { "s" },
+    );
+    for item in items {
+        s.push('\n');
+        s.push_str(&item.to_string());
+    }
+    s
 }
 
 /// Result alias for dirkit-data.

@@ -30,10 +30,13 @@
 #![warn(missing_docs)]
 
 pub mod class_aware;
+pub mod dataset;
 pub mod difficulty;
 pub mod epoch;
 pub mod error;
+pub mod faces;
 pub mod progressive;
+pub mod split;
 pub mod synthetic;
 pub mod weighted;
 

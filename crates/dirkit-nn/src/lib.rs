@@ -6,12 +6,15 @@
 //! forwards to candle's CUDA backend and no code path is CUDA-only.
 #![warn(missing_docs)]
 
+pub mod adam;
 pub mod binned;
+pub mod checkpoint;
 pub mod error;
 pub mod fds;
 pub mod head;
 pub mod host_op;
 pub mod loss;
+pub mod models;
 pub mod train;
 
 pub use error::NnError;
