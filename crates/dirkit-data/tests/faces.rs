@@ -303,6 +303,12 @@ fn agedb_layout_loads_back_and_is_never_overwritten() {
     assert!(write_agedb_layout(other.path(), &f).is_err());
     assert!(!other.path().join("agedb.csv").exists());
     assert!(!other.path().join("images/train/00000.png").exists());
+    // A split edited into inconsistent lengths is refused, not indexed out of bounds.
+    let mut cut = f.clone();
+    cut.val.images.pop();
+    let fresh = tempfile::tempdir().unwrap();
+    let err = write_agedb_layout(fresh.path(), &cut).unwrap_err();
+    assert!(matches!(err, DataError::LengthMismatch { .. }), "{err}");
 }
 
 /// Writes the preview of the dataset card: ages 0, 10, …, 100 (columns) of 4 people (rows),

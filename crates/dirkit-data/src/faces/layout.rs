@@ -46,8 +46,23 @@ fn relative_path(split: Split, index: usize) -> String {
 /// dir)`): one PNG per image at `images/{train,val,test}/NNNNN.png` and the index `agedb.csv`
 /// with the columns `age,path,split,identity`, written last. Creates `dir` if needed, refuses
 /// to overwrite any existing file (checked before anything is written) and returns the index
-/// path.
+/// path. A split whose images, ages and identities differ in number is refused.
 pub fn write_agedb_layout(dir: &Path, faces: &SyntheticFaces) -> Result<PathBuf> {
+    for split in Split::ALL {
+        let s = faces.split(split);
+        for (what, n) in [
+            ("images and ages of a split", s.images.len()),
+            ("identities and ages of a split", s.identities.len()),
+        ] {
+            if n != s.len() {
+                return Err(DataError::LengthMismatch {
+                    what,
+                    left: n,
+                    right: s.len(),
+                });
+            }
+        }
+    }
     let index_path = dir.join(INDEX_NAME);
     let items: Vec<(Split, usize)> = Split::ALL
         .iter()
