@@ -42,7 +42,7 @@ use dirkit_core::LabelDensity;
 use serde::{Deserialize, Serialize};
 
 use crate::error::NnError;
-use crate::fds::{Fds, FdsConfig, StatsSource};
+use crate::fds::{Fds, FdsConfig};
 use crate::loss::balanced_mse::{BalancedMse, BalancedMseConfig};
 use crate::loss::elementwise::RegressionLoss;
 use crate::loss::ghm::{GhmR, GhmRConfig};
@@ -210,12 +210,7 @@ impl RegressionHead {
     ) -> candle_core::Result<TrainStep> {
         let targets = targets.flatten_all()?;
         let z = match &mut self.fds {
-            Some(f) => {
-                if f.config().source == StatsSource::Online {
-                    f.accumulate(features, &targets)?;
-                }
-                f.calibrate(features, &targets, epoch)?
-            }
+            Some(f) => f.train_features(features, &targets, epoch)?,
             None => features.clone(),
         };
         let predictions = self.linear.forward(&z)?.flatten_all()?;
@@ -235,7 +230,7 @@ impl RegressionHead {
         Ok(TrainStep { loss, predictions })
     }
 
-    /// Feeds uncalibrated features of a no-grad pass to FDS ([`StatsSource::SecondPass`]).
+    /// Feeds uncalibrated features of a no-grad pass to FDS ([`crate::fds::StatsSource::SecondPass`]).
     /// A no-op without FDS or with online statistics (they are collected in
     /// [`RegressionHead::forward_train`]).
     pub fn collect_fds_stats(
@@ -244,10 +239,8 @@ impl RegressionHead {
         targets: &Tensor,
     ) -> candle_core::Result<()> {
         match &mut self.fds {
-            Some(f) if f.config().source == StatsSource::SecondPass => {
-                f.accumulate(&features.detach(), targets)
-            }
-            _ => Ok(()),
+            Some(f) => f.collect_second_pass(features, targets),
+            None => Ok(()),
         }
     }
 

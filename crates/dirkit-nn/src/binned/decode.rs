@@ -34,25 +34,27 @@ pub fn argmax_bins(logits: &Tensor) -> Result<Vec<usize>> {
     Ok(idx.into_iter().map(|i| i as usize).collect())
 }
 
-/// Decodes `(N, C)` logits to `N` values with the bins' `values`; `train_prior` is needed by
-/// [`Decoder::Adjusted`], `test_prior` (uniform when `None`) only there.
-pub fn decode(
+/// Decodes `(N, C)` logits to `N` values (a tensor in the logits' dtype and device, no host
+/// copy) with the bins' `values`; `train_prior` is needed by [`Decoder::Adjusted`],
+/// `test_prior` (uniform when `None`) only there.
+pub fn decode_tensor(
     logits: &Tensor,
     values: &[f64],
     decoder: Decoder,
     train_prior: Option<&ClassPrior>,
     test_prior: Option<&ClassPrior>,
-) -> Result<Vec<f64>> {
+) -> Result<Tensor> {
     let c = logits.dim(D::Minus1)?;
     if values.len() != c {
         return Err(NnError::Shape(format!("{} bin values for {c} classes", values.len())).into());
     }
-    let by_argmax = |l: &Tensor| -> Result<Vec<f64>> {
-        Ok(argmax_bins(l)?.into_iter().map(|b| values[b]).collect())
+    let by_argmax = |l: &Tensor| -> Result<Tensor> {
+        let v = Tensor::from_slice(values, c, l.device())?.to_dtype(l.dtype())?;
+        v.index_select(&l.argmax(D::Minus1)?, 0)
     };
     match decoder {
         Decoder::Argmax => by_argmax(logits),
-        Decoder::Expectation => expectation(logits, values)?.to_dtype(DType::F64)?.to_vec1(),
+        Decoder::Expectation => expectation(logits, values),
         Decoder::Adjusted { tau } => {
             let prior = train_prior.ok_or_else(|| {
                 NnError::Shape("the adjusted decoder needs the training prior".into())
@@ -60,4 +62,17 @@ pub fn decode(
             by_argmax(&posthoc_adjust(logits, prior, tau, test_prior)?)
         }
     }
+}
+
+/// [`decode_tensor`] as host `f64` values.
+pub fn decode(
+    logits: &Tensor,
+    values: &[f64],
+    decoder: Decoder,
+    train_prior: Option<&ClassPrior>,
+    test_prior: Option<&ClassPrior>,
+) -> Result<Vec<f64>> {
+    decode_tensor(logits, values, decoder, train_prior, test_prior)?
+        .to_dtype(DType::F64)?
+        .to_vec1()
 }

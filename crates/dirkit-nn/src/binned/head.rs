@@ -9,12 +9,12 @@ use candle_nn::{Linear, VarBuilder};
 use dirkit_core::{Binning, LabelDensity, OutOfRange};
 use serde::{Deserialize, Serialize};
 
-use super::decode::{Decoder, decode};
+use super::decode::{Decoder, decode, decode_tensor};
 use super::decouple::NormedLinear;
 use super::loss::{BinnedLoss, LossState, TrainingBins};
 use super::prior::{ClassPrior, prior_bias};
 use crate::error::NnError;
-use crate::fds::{Fds, FdsConfig, StatsSource};
+use crate::fds::{Fds, FdsConfig};
 use crate::head::TrainStep;
 
 /// Where the prior `π` of the adjusting losses and decoders comes from.
@@ -216,6 +216,17 @@ impl BinnedHead {
         )
     }
 
+    /// [`BinnedHead::decode`] as a tensor on the logits' device.
+    fn decode_on_device(&self, logits: &Tensor) -> candle_core::Result<Tensor> {
+        decode_tensor(
+            logits,
+            &self.bins.values,
+            self.config.decoder,
+            Some(&self.bins.prior),
+            None,
+        )
+    }
+
     /// One training step: FDS (as in the regression head), the logits, the configured loss on
     /// the target bins, and the decoded predictions (N, detached).
     pub fn forward_train(
@@ -226,12 +237,7 @@ impl BinnedHead {
     ) -> candle_core::Result<TrainStep> {
         let targets = targets.flatten_all()?;
         let z = match &mut self.fds {
-            Some(f) => {
-                if f.config().source == StatsSource::Online {
-                    f.accumulate(features, &targets)?;
-                }
-                f.calibrate(features, &targets, epoch)?
-            }
+            Some(f) => f.train_features(features, &targets, epoch)?,
             None => features.clone(),
         };
         let logits = self.logits(&z)?;
@@ -239,8 +245,7 @@ impl BinnedHead {
         let loss = self
             .loss
             .compute(&logits, &labels, &targets, epoch, &self.bins)?;
-        let predictions = Tensor::new(self.decode(&logits.detach())?, features.device())?
-            .to_dtype(logits.dtype())?;
+        let predictions = self.decode_on_device(&logits.detach())?;
         Ok(TrainStep { loss, predictions })
     }
 
@@ -251,10 +256,8 @@ impl BinnedHead {
         targets: &Tensor,
     ) -> candle_core::Result<()> {
         match &mut self.fds {
-            Some(f) if f.config().source == StatsSource::SecondPass => {
-                f.accumulate(&features.detach(), targets)
-            }
-            _ => Ok(()),
+            Some(f) => f.collect_second_pass(features, targets),
+            None => Ok(()),
         }
     }
 
@@ -337,7 +340,6 @@ impl BinnedHead {
 impl Module for BinnedHead {
     /// Inference: decoded predictions (N) of the features, without FDS.
     fn forward(&self, features: &Tensor) -> candle_core::Result<Tensor> {
-        let logits = self.logits(features)?;
-        Tensor::new(self.decode(&logits)?, features.device())?.to_dtype(logits.dtype())
+        self.decode_on_device(&self.logits(features)?)
     }
 }

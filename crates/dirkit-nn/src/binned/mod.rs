@@ -28,7 +28,7 @@ pub mod soft;
 pub mod softmax;
 
 pub use common::{Reduction, reduce};
-pub use decode::{Decoder, argmax_bins, decode};
+pub use decode::{Decoder, argmax_bins, decode, decode_tensor};
 pub use decouple::{Lws, NearestClassMean, NormedLinear, tau_normalize, trainable_with_prefix};
 pub use head::{BinnedHead, BinnedHeadConfig, Classifier, PriorSource};
 pub use loss::{BinnedLoss, ClassBalancedKind, TrainingBins};

@@ -510,6 +510,34 @@ impl Fds {
         epoch >= self.config.start_smooth && self.snapshot.is_some()
     }
 
+    /// The features a training step should use: with [`StatsSource::Online`] the batch is
+    /// first added to the epoch statistics, then it is calibrated as [`Fds::calibrate`] does.
+    pub fn train_features(
+        &mut self,
+        features: &Tensor,
+        labels: &Tensor,
+        epoch: usize,
+    ) -> candle_core::Result<Tensor> {
+        if self.config.source == StatsSource::Online {
+            self.accumulate(features, labels)?;
+        }
+        self.calibrate(features, labels, epoch)
+    }
+
+    /// Feeds a no-grad pass's uncalibrated features to the epoch statistics with
+    /// [`StatsSource::SecondPass`]; a no-op with online statistics (collected by
+    /// [`Fds::train_features`]).
+    pub fn collect_second_pass(
+        &mut self,
+        features: &Tensor,
+        labels: &Tensor,
+    ) -> candle_core::Result<()> {
+        match self.config.source {
+            StatsSource::SecondPass => self.accumulate(&features.detach(), labels),
+            StatsSource::Online => Ok(()),
+        }
+    }
+
     /// Calibrates training features (B×D) of `epoch` with their labels; returns `features`
     /// unchanged before `start_smooth` or before any statistics. Out-of-place and
     /// differentiable in `features`. Training only: never call it at inference.
