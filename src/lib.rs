@@ -2,10 +2,13 @@
 //!
 //! Deep imbalanced regression: the label-density core ([`dirkit_core`], re-exported at the
 //! root), the Candle layer ([`nn`]: FDS, regression and binned losses, heads) and the data
-//! side ([`data`]: samplers, the built-in synthetic task).
+//! side ([`data`]: samplers, datasets, the built-in synthetic data) and the training recipe
+//! ([`recipe`]: age estimation end to end).
 
 pub use dirkit_core::*;
 /// Samplers over binned training sets and the built-in synthetic data (the `dirkit-data` crate).
 pub use dirkit_data as data;
 /// FDS, regression and discretised-label losses, and the heads on Candle (the `dirkit-nn` crate).
 pub use dirkit_nn as nn;
+/// End-to-end training on images: the age-estimation recipe (the `dirkit-recipe` crate).
+pub use dirkit_recipe as recipe;

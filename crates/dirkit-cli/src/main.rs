@@ -8,7 +8,6 @@ mod eval;
 mod input;
 mod labels;
 mod output;
-mod plot;
 mod split;
 mod table;
 mod weights;

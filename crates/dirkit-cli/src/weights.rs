@@ -87,7 +87,7 @@ pub fn run(a: &WeightsArgs, out: &mut dyn Write) -> Result<()> {
     }
     if let Some(path) = &a.plot {
         let title = format!("{} — {}", labels.source, describe(&config));
-        crate::plot::write_plot(std::path::Path::new(path), &density, &title)
+        dirkit_plot::write_lds_plot(std::path::Path::new(path), &density, &title)
             .map_err(CliError::Usage)?;
     }
     let report = Report {

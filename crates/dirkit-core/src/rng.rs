@@ -27,6 +27,12 @@ impl SplitMix64 {
         Self { state: seed }
     }
 
+    /// The current position of the stream: `SplitMix64::new(g.state())` continues exactly
+    /// where `g` stands.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// Next 64 uniformly distributed bits (the reference `splitmix64` output function).
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);

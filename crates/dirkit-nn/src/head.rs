@@ -253,7 +253,8 @@ impl RegressionHead {
     }
 
     /// The head's state that does not live in the caller's `VarMap` — configuration, label
-    /// density, FDS statistics, Balanced MSE's σ, GHM-R's moving-average counts — as named
+    /// density, FDS statistics, Balanced MSE's σ, GHM-R's moving-average counts, RankSim's random
+    /// stream position — as named
     /// tensors (the linear layer's
     /// weights are saved with the `VarMap`).
     pub fn state_tensors(&self) -> candle_core::Result<HashMap<String, Tensor>> {
@@ -272,6 +273,13 @@ impl RegressionHead {
             m.insert(
                 "head.noise_sigma".into(),
                 s.as_tensor().to_dtype(DType::F64)?,
+            );
+        }
+        if let Some(r) = &self.ranksim {
+            let state = r.rng_state();
+            m.insert(
+                "head.ranksim_rng".into(),
+                Tensor::new(&[(state >> 32) as u32, state as u32], &Device::Cpu)?,
             );
         }
         if let LossState::GhmR(g) = &self.loss {
@@ -293,7 +301,12 @@ impl RegressionHead {
     /// Restores the state saved by [`RegressionHead::save_state`] into a head built with the
     /// same configuration (the linear weights come back with the `VarMap`).
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> candle_core::Result<()> {
-        let m = candle_core::safetensors::load(path, &Device::Cpu)?;
+        self.load_state_tensors(&candle_core::safetensors::load(path, &Device::Cpu)?)
+    }
+
+    /// Restores [`RegressionHead::state_tensors`] (e.g. read back from a checkpoint) into a
+    /// head built with the same configuration.
+    pub fn load_state_tensors(&mut self, m: &HashMap<String, Tensor>) -> candle_core::Result<()> {
         let meta: Vec<u8> = m
             .get("head.config_json")
             .ok_or_else(|| candle_core::Error::Msg("head state lacks head.config_json".into()))?
@@ -309,7 +322,7 @@ impl RegressionHead {
         self.density = density;
         if let Some(f) = &mut self.fds {
             let w = self.linear.weight();
-            *f = Fds::from_state_tensors(&m, w.device(), w.dtype())?;
+            *f = Fds::from_state_tensors(m, w.device(), w.dtype())?;
         }
         if let (Some(s), Some(t)) = (self.noise_sigma(), m.get("head.noise_sigma")) {
             s.set(&t.to_dtype(s.dtype())?.to_device(s.device())?)?;
@@ -320,6 +333,17 @@ impl RegressionHead {
                 .ok_or_else(|| candle_core::Error::Msg("head state lacks head.ghm_acc_sum".into()))?
                 .to_vec1()?;
             g.density_mut().set_acc_sum(&acc)?;
+        }
+        if let (Some(r), Some(t)) = (&mut self.ranksim, m.get("head.ranksim_rng")) {
+            let words: Vec<u32> = t.to_vec1()?;
+            match words[..] {
+                [hi, lo] => r.set_rng_state((u64::from(hi) << 32) | u64::from(lo)),
+                _ => {
+                    return Err(
+                        NnError::Shape("head.ranksim_rng must hold two u32 words".into()).into(),
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -311,7 +311,12 @@ impl BinnedHead {
     /// configuration and training label density (the classifier's weights come back with the
     /// `VarMap`).
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> candle_core::Result<()> {
-        let m = candle_core::safetensors::load(path, &Device::Cpu)?;
+        self.load_state_tensors(&candle_core::safetensors::load(path, &Device::Cpu)?)
+    }
+
+    /// Restores [`BinnedHead::state_tensors`] (e.g. read back from a checkpoint) into a head
+    /// built with the same configuration and training label density.
+    pub fn load_state_tensors(&mut self, m: &HashMap<String, Tensor>) -> candle_core::Result<()> {
         let get = |name: &str| {
             m.get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("binned head state lacks {name}")))
@@ -331,7 +336,7 @@ impl BinnedHead {
             g.density_mut().set_acc_sum(&acc)?;
         }
         if let Some(f) = &mut self.fds {
-            *f = Fds::from_state_tensors(&m, f.device(), f.dtype())?;
+            *f = Fds::from_state_tensors(m, f.device(), f.dtype())?;
         }
         Ok(())
     }

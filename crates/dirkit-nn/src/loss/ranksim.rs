@@ -114,6 +114,16 @@ impl RankSim {
         self
     }
 
+    /// Position of the random stream of [`Selection::Random`] (to checkpoint a run).
+    pub fn rng_state(&self) -> u64 {
+        self.rng.state()
+    }
+
+    /// Restores a position saved by [`RankSim::rng_state`].
+    pub fn set_rng_state(&mut self, state: u64) {
+        self.rng = SplitMix64::new(state);
+    }
+
     /// The validated configuration.
     pub fn config(&self) -> &RankSimConfig {
         &self.config

@@ -1,24 +1,13 @@
 //! The LDS figure: the empirical and the effective label density over the bins, and the weight a
-//! sample of each bin gets, written as SVG or PNG.
-//!
-//! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
-//! `ab_glyph` feature, so no system font library is needed.
+//! sample of each bin gets.
 
-use std::error::Error;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use dirkit_core::LabelDensity;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
-/// Figure size in pixels (SVG user units).
-const SIZE: (u32, u32) = (1000, 700);
-/// The font family every text element uses, registered with the embedded font.
-const FAMILY: &str = "sans-serif";
-/// Go Regular (BSD-3-Clause, see `assets/LICENSE`).
-const FONT: &[u8] = include_bytes!("../assets/Go-Regular.ttf");
+use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, format_tick, nice_top, write_figure};
 
 /// Space left of both plotting areas for the y tick labels and description; equal in both panels
 /// so that their label axes line up.
@@ -29,67 +18,18 @@ const MARGIN_RIGHT: u32 = 30;
 const EMPIRICAL_COLOUR: RGBColor = RGBColor(158, 188, 218);
 const EFFECTIVE_COLOUR: RGBColor = RGBColor(215, 48, 39);
 const WEIGHT_COLOUR: RGBColor = RGBColor(33, 102, 172);
-const GRID_COLOUR: RGBColor = RGBColor(235, 235, 235);
-
-type DrawResult = Result<(), Box<dyn Error>>;
 
 /// Writes the LDS figure for `density` to `path`; the format comes from the extension (.svg or
 /// .png, case-insensitive).
 ///
 /// Errors (unsupported extension, I/O failure, drawing failure) are one line naming the path.
-pub fn write_plot(path: &Path, density: &LabelDensity, title: &str) -> Result<(), String> {
-    let fail = |why: &dyn std::fmt::Display| format!("cannot write plot {}: {why}", path.display());
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let format = match extension.as_deref() {
-        Some("svg") => Format::Svg,
-        Some("png") => Format::Png,
-        _ => return Err(fail(&"unsupported extension (expected .svg or .png)")),
-    };
-    density.binning.validate().map_err(|e| fail(&e))?;
-    register_embedded_font().map_err(|e| fail(&e))?;
+pub fn write_lds_plot(path: &Path, density: &LabelDensity, title: &str) -> Result<(), String> {
+    density
+        .binning
+        .validate()
+        .map_err(|e| format!("cannot write plot {}: {e}", path.display()))?;
     let figure = Figure::new(density, title);
-    match format {
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-                figure.draw(&root).map_err(|e| fail(&e))?;
-            }
-            std::fs::write(path, svg).map_err(|e| fail(&e))
-        }
-        Format::Png => {
-            // Creating the file first reports a bad directory or permission as a plain I/O error;
-            // the bitmap backend only touches the file when it saves.
-            std::fs::File::create(path).map_err(|e| fail(&e))?;
-            let drawn = {
-                let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-                figure.draw(&root)
-            };
-            drawn.map_err(|e| {
-                let _ = std::fs::remove_file(path);
-                fail(&e)
-            })
-        }
-    }
-}
-
-enum Format {
-    Svg,
-    Png,
-}
-
-/// Registers the embedded font once per process; every later call reports the first outcome.
-fn register_embedded_font() -> Result<(), &'static str> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err("the embedded font could not be loaded")
-    }
+    write_figure(path, &figure)
 }
 
 /// What the figure shows, in label units, computed once from the fitted density.
@@ -184,21 +124,6 @@ impl<'a> Figure<'a> {
     fn weight_top(&self) -> f64 {
         let highest = self.weights.iter().map(|w| w.1).fold(1.0, f64::max);
         nice_top(highest * 1.2)
-    }
-
-    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
-    where
-        DB: DrawingBackend,
-        DB::ErrorType: 'static,
-    {
-        root.fill(&WHITE)?;
-        let body = root.margin(10, 4, 4, 4).titled(self.title, (FAMILY, 26))?;
-        let split = body.dim_in_pixel().1 * 3 / 5;
-        let (top, bottom) = body.split_vertically(split);
-        self.draw_density(&top)?;
-        self.draw_weights(&bottom)?;
-        root.present()?;
-        Ok(())
     }
 
     fn draw_density<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
@@ -297,32 +222,27 @@ impl<'a> Figure<'a> {
     }
 }
 
-/// A positive, finite axis top: `value` when it is one, else 1.
-fn nice_top(value: f64) -> f64 {
-    if value.is_finite() && value > 0.0 {
-        value
-    } else {
-        1.0
+impl Draw for Figure<'_> {
+    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let body = root.margin(10, 4, 4, 4).titled(self.title, (FAMILY, 26))?;
+        let split = body.dim_in_pixel().1 * 3 / 5;
+        let (top, bottom) = body.split_vertically(split);
+        self.draw_density(&top)?;
+        self.draw_weights(&bottom)?;
+        root.present()?;
+        Ok(())
     }
-}
-
-/// Tick text without trailing zeros: `20`, `0.025`, `1.5e-5`.
-fn format_tick(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let magnitude = v.abs();
-    if !(1e-4..1e6).contains(&magnitude) {
-        return format!("{v:.1e}");
-    }
-    let text = format!("{v:.6}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    text.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SIZE;
     use dirkit_core::{Binning, LdsConfig};
 
     fn long_tailed() -> LabelDensity {
@@ -339,7 +259,7 @@ mod tests {
     fn svg_has_the_title_and_the_legend() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("lds.svg");
-        write_plot(&path, &long_tailed(), "AgeDB-DIR label density").expect("writes");
+        write_lds_plot(&path, &long_tailed(), "AgeDB-DIR label density").expect("writes");
         let svg = std::fs::read_to_string(&path).expect("readable");
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("AgeDB-DIR label density"));
@@ -354,7 +274,7 @@ mod tests {
         let path = dir.path().join("LDS.SVG");
         let mut density = long_tailed();
         density.config.lds = None;
-        write_plot(&path, &density, "t").expect("writes");
+        write_lds_plot(&path, &density, "t").expect("writes");
         let svg = std::fs::read_to_string(&path).expect("readable");
         assert!(svg.contains("effective (no LDS)"));
     }
@@ -363,7 +283,7 @@ mod tests {
     fn png_has_the_magic_bytes_and_the_figure_size() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("lds.png");
-        write_plot(&path, &long_tailed(), "title").expect("writes");
+        write_lds_plot(&path, &long_tailed(), "title").expect("writes");
         let png = std::fs::read(&path).expect("readable");
         assert!(png.len() > 24);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -377,25 +297,17 @@ mod tests {
     fn unknown_extensions_and_unwritable_paths_name_the_path() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gif = dir.path().join("out.gif");
-        let e = write_plot(&gif, &long_tailed(), "t").expect_err("gif is refused");
+        let e = write_lds_plot(&gif, &long_tailed(), "t").expect_err("gif is refused");
         assert!(e.contains(&gif.display().to_string()), "{e}");
         assert!(e.contains("unsupported extension"), "{e}");
         assert!(!gif.exists());
         let none = dir.path().join("out");
-        assert!(write_plot(&none, &long_tailed(), "t").is_err());
+        assert!(write_lds_plot(&none, &long_tailed(), "t").is_err());
         for name in ["lds.svg", "lds.png"] {
             let missing = dir.path().join("no-such-dir").join(name);
-            let e = write_plot(&missing, &long_tailed(), "t").expect_err("no directory");
+            let e = write_lds_plot(&missing, &long_tailed(), "t").expect_err("no directory");
             assert!(e.contains(&missing.display().to_string()), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
-    }
-
-    #[test]
-    fn tick_text_drops_trailing_zeros() {
-        assert_eq!(format_tick(0.0), "0");
-        assert_eq!(format_tick(20.0), "20");
-        assert_eq!(format_tick(0.025), "0.025");
-        assert_eq!(format_tick(2.5e-6), "2.5e-6");
     }
 }

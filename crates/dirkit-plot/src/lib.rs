@@ -1,0 +1,131 @@
+//! dirkit's figures, written as SVG or PNG: the label density with its LDS smoothing and
+//! weights ([`write_lds_plot`]) and a run's error per label value ([`write_error_by_label_plot`]).
+//!
+//! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
+//! `ab_glyph` feature, so no system font library is needed. Every writer picks the format from
+//! the extension (`.svg` or `.png`, case-insensitive) and reports failures as one line naming
+//! the path.
+
+#![warn(missing_docs)]
+
+mod by_label;
+mod lds;
+
+use std::error::Error;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+pub use by_label::{LabelError, write_error_by_label_plot};
+pub use lds::write_lds_plot;
+
+/// Figure size in pixels (SVG user units).
+pub const SIZE: (u32, u32) = (1000, 700);
+/// The font family every text element uses, registered with the embedded font.
+const FAMILY: &str = "sans-serif";
+/// Go Regular (BSD-3-Clause, see `assets/LICENSE`).
+const FONT: &[u8] = include_bytes!("../assets/Go-Regular.ttf");
+const GRID_COLOUR: RGBColor = RGBColor(235, 235, 235);
+
+type DrawResult = Result<(), Box<dyn Error>>;
+
+/// A figure that can draw itself on any plotters backend.
+trait Draw {
+    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static;
+}
+
+enum Format {
+    Svg,
+    Png,
+}
+
+/// Draws `figure` into `path` as SVG or PNG by the extension.
+fn write_figure(path: &Path, figure: &impl Draw) -> Result<(), String> {
+    let fail = |why: &dyn std::fmt::Display| format!("cannot write plot {}: {why}", path.display());
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let format = match extension.as_deref() {
+        Some("svg") => Format::Svg,
+        Some("png") => Format::Png,
+        _ => return Err(fail(&"unsupported extension (expected .svg or .png)")),
+    };
+    register_embedded_font().map_err(|e| fail(&e))?;
+    match format {
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+                figure.draw(&root).map_err(|e| fail(&e))?;
+            }
+            std::fs::write(path, svg).map_err(|e| fail(&e))
+        }
+        Format::Png => {
+            // Creating the file first reports a bad directory or permission as a plain I/O error;
+            // the bitmap backend only touches the file when it saves.
+            std::fs::File::create(path).map_err(|e| fail(&e))?;
+            let drawn = {
+                let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+                figure.draw(&root)
+            };
+            drawn.map_err(|e| {
+                let _ = std::fs::remove_file(path);
+                fail(&e)
+            })
+        }
+    }
+}
+
+/// Registers the embedded font once per process; every later call reports the first outcome.
+fn register_embedded_font() -> Result<(), &'static str> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err("the embedded font could not be loaded")
+    }
+}
+
+/// A positive, finite axis top: `value` when it is one, else 1.
+fn nice_top(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        1.0
+    }
+}
+
+/// Tick text without trailing zeros: `20`, `0.025`, `1.5e-5`.
+fn format_tick(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs();
+    if !(1e-4..1e6).contains(&magnitude) {
+        return format!("{v:.1e}");
+    }
+    let text = format!("{v:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_text_drops_trailing_zeros() {
+        assert_eq!(format_tick(0.0), "0");
+        assert_eq!(format_tick(20.0), "20");
+        assert_eq!(format_tick(0.025), "0.025");
+        assert_eq!(format_tick(2.5e-6), "2.5e-6");
+    }
+}

@@ -1,0 +1,257 @@
+//! The age-estimation recipe end to end on tiny data: a folder in the AgeDB layout with bad
+//! rows, one step lowering the loss, resume equal to an uninterrupted run, and the report equal
+//! to dirkit-core's metrics.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use dirkit_core::{LdsConfig, OutOfRange, RegressionReport, ShotThresholds};
+use dirkit_data::faces::{EvalRecipe, FaceConfig, SplitPlan, SyntheticFaces, write_agedb_layout};
+use dirkit_nn::fds::FdsConfig;
+use dirkit_recipe::{
+    DataSource, EvalReport, LossSpec, Model, RecipeError, RunConfig, RunData, RunOptions, Trainer,
+    prepare_run_dir,
+};
+
+/// A run small enough for a test: 16 px synthetic faces, 96 training images, 1 per age for
+/// validation and test, the CPU ResNet, batch 32.
+fn tiny(epochs: usize) -> RunConfig {
+    let mut c = RunConfig::synthetic(epochs);
+    c.data = DataSource::Synthetic {
+        seed: 5,
+        size: 16,
+        train_total: 96,
+        per_age: 1,
+    };
+    c.image_size = 16;
+    c.batch_size = 32;
+    c.eval_batch_size = 64;
+    c
+}
+
+fn options(out: &Path) -> RunOptions {
+    RunOptions {
+        out: out.to_path_buf(),
+        progress: false,
+        verbose: false,
+    }
+}
+
+fn values(model: &Model) -> Vec<(String, Vec<f32>)> {
+    model
+        .named_vars()
+        .into_iter()
+        .map(|(k, v)| {
+            let flat: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            (k, flat)
+        })
+        .collect()
+}
+
+#[test]
+fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
+    for loss in [LossSpec::L1, LossSpec::Bmc, "binned-ce".parse().unwrap()] {
+        let mut config = tiny(1);
+        config.loss = loss.clone();
+        let data = RunData::load(&config).expect("data");
+        let ages = data.train.ages();
+        let mut model = Model::new(&config, &ages, &Device::Cpu).expect("model");
+        let idx: Vec<usize> = (0..32).collect();
+        let batch = data.train.load(&idx, &data.transform, None).expect("batch");
+        let shape = batch.shape();
+        let y: Vec<f32> = batch.ages.iter().map(|&a| a as f32).collect();
+        let x = Tensor::from_vec(batch.pixels, &shape, &Device::Cpu).unwrap();
+        let y = Tensor::from_vec(y, 32, &Device::Cpu).unwrap();
+        let before = model.train_step(&x, &y, 0).expect("step");
+        // The loss the second step reports is the loss at the parameters after the first.
+        let after = model.train_step(&x, &y, 0).expect("step");
+        assert!(before.is_finite() && after.is_finite());
+        assert!(after < before, "{loss:?}: {before} -> {after}");
+    }
+}
+
+#[test]
+fn resume_continues_exactly_like_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(2);
+    config.reweight = Some(LdsConfig::default());
+    config.fds = Some(FdsConfig::new(128));
+    config.fds.as_mut().unwrap().start_smooth = 1;
+    let (whole, part) = (dir.path().join("whole"), dir.path().join("part"));
+    for d in [&whole, &part] {
+        prepare_run_dir(d).unwrap();
+    }
+
+    let data = RunData::load(&config).unwrap();
+    let mut a = Trainer::new(config.clone(), data.clone(), Device::Cpu, options(&whole)).unwrap();
+    a.fit().unwrap();
+    assert_eq!(a.state().epochs_done, 2);
+
+    let mut b = Trainer::new(config, data, Device::Cpu, options(&part)).unwrap();
+    b.run_epoch().unwrap();
+    drop(b);
+    let mut c = Trainer::resume(None, Device::Cpu, options(&part)).unwrap();
+    assert_eq!(c.state().epochs_done, 1);
+    c.fit().unwrap();
+
+    let (va, vc) = (values(a.model()), values(c.model()));
+    assert_eq!(va.len(), vc.len());
+    for ((ka, xa), (kc, xc)) in va.iter().zip(&vc) {
+        assert_eq!(ka, kc);
+        assert_eq!(xa, xc, "{ka} differs after resuming");
+    }
+    assert_eq!(a.state().history.len(), c.state().history.len());
+    for (ra, rc) in a.state().history.iter().zip(&c.state().history) {
+        assert_eq!(ra.train_loss, rc.train_loss);
+        assert_eq!(ra.val_mae, rc.val_mae);
+    }
+    // A directory holding a run is never overwritten.
+    let e = prepare_run_dir(&part).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+}
+
+#[test]
+fn the_report_equals_dirkit_core_metrics_on_the_same_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(1);
+    let data = RunData::load(&config).unwrap();
+    let mut t = Trainer::new(config.clone(), data, Device::Cpu, options(dir.path())).unwrap();
+    t.fit().unwrap();
+    let (report, pred) = t.test_best().unwrap();
+    let targets = t.data().test.ages();
+    assert_eq!(pred, t.predict(&t.data().test, "test").unwrap());
+    let core = RegressionReport::compute(
+        &pred,
+        &targets,
+        &config.bins,
+        t.train_counts(),
+        ShotThresholds::default(),
+        OutOfRange::Clip,
+    )
+    .unwrap();
+    assert_eq!(report.metrics, core);
+    // By hand: overall MAE and each age's MAE.
+    let mae = pred
+        .iter()
+        .zip(&targets)
+        .map(|(p, a)| (p - a).abs())
+        .sum::<f64>()
+        / pred.len() as f64;
+    assert!((report.metrics.all.mae.unwrap() - mae).abs() < 1e-12);
+    for (p, a) in pred.iter().zip(&targets) {
+        let bin = &report.by_bin[*a as usize];
+        assert_eq!(bin.n, 1, "one test image per age");
+        assert_eq!(bin.mae, Some((p - a).abs()));
+    }
+    let path = dir.path().join("report.json");
+    report.write_json(&path).unwrap();
+    let back: EvalReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // JSON keeps 17 significant digits; parsing may differ in the last bit.
+    let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+        (a, b) => a == b,
+    };
+    assert_eq!(
+        (back.epoch, back.by_bin.len()),
+        (report.epoch, report.by_bin.len())
+    );
+    assert!(close(back.metrics.all.mae, report.metrics.all.mae));
+    assert!(close(back.metrics.few.gmean, report.metrics.few.gmean));
+    for (x, y) in back.by_bin.iter().zip(&report.by_bin) {
+        assert!(
+            x.n == y.n && x.shot == y.shot && close(x.mae, y.mae),
+            "{x:?} vs {y:?}"
+        );
+    }
+    for name in ["mae.png", "mae.svg"] {
+        report
+            .write_plot(&dir.path().join(name), &config.bins, "t")
+            .unwrap();
+        assert!(dir.path().join(name).metadata().unwrap().len() > 1000);
+    }
+}
+
+/// Writes the tiny faces in the AgeDB layout and returns (root, csv).
+fn agedb_folder(dir: &Path) -> (PathBuf, PathBuf) {
+    let plan = SplitPlan {
+        train_total: 40,
+        val_per_age: 1,
+        test_per_age: 1,
+        eval: EvalRecipe::Full,
+        ..SplitPlan::default()
+    };
+    let cfg = FaceConfig {
+        size: 16,
+        ..FaceConfig::default()
+    };
+    let faces = SyntheticFaces::generate(3, &cfg, &plan).unwrap();
+    let csv = write_agedb_layout(dir, &faces).unwrap();
+    (dir.to_path_buf(), csv)
+}
+
+#[test]
+fn a_folder_with_bad_rows_stops_with_the_list_or_trains_on_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, csv) = agedb_folder(dir.path());
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    let header = text.lines().next().unwrap().to_string();
+    let cols: Vec<&str> = header.split(',').collect();
+    let row = |age: &str, path: &str, split: &str| {
+        cols.iter()
+            .map(|c| match *c {
+                "age" => age,
+                "path" => path,
+                "split" => split,
+                _ => "",
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    text.push_str(&(row("forty", "images/train/00000.png", "train") + "\n"));
+    text.push_str(&(row("30", "missing.png", "train") + "\n"));
+    text.push_str(&(row("30", "images/train/00000.png", "holdout") + "\n"));
+    std::fs::write(&csv, &text).unwrap();
+    let before = std::fs::read(&csv).unwrap();
+
+    let mut config = tiny(1);
+    config.data = DataSource::Folder {
+        csv: csv.clone(),
+        root: root.clone(),
+    };
+    let err = RunData::load(&config).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RecipeError::Data(_)), "{msg}");
+    for what in ["forty", "missing.png", "holdout"] {
+        assert!(msg.contains(what), "{what} not reported in: {msg}");
+    }
+    config.skip_bad = true;
+    let data = RunData::load(&config).unwrap();
+    assert_eq!(data.skipped_rows, 3);
+    assert_eq!(data.train.len(), 40);
+    assert_eq!(data.val.len(), 101);
+    assert_eq!(
+        std::fs::read(&csv).unwrap(),
+        before,
+        "the index is never modified"
+    );
+    // The loaded images are the generated ones, so the run trains from the folder too.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(config, data, Device::Cpu, options(dir2.path())).unwrap();
+    let r = t.run_epoch().unwrap();
+    assert!(r.train_loss.is_finite() && r.val_mae.is_finite());
+}
+
+#[test]
+fn settings_that_contradict_each_other_are_refused_before_training() {
+    let mut c = tiny(1);
+    c.loss = LossSpec::Bmc;
+    c.reweight = Some(LdsConfig::default());
+    let e = Model::new(&c, &[30.0; 8], &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("Balanced MSE"), "{e}");
+    let mut c = tiny(1);
+    c.fds = Some(FdsConfig::new(2048));
+    assert!(c.validate().unwrap_err().to_string().contains("2048"));
+}
