@@ -52,6 +52,12 @@ struct Cli {
     /// Seed of the built-in synthetic faces.
     #[arg(long, default_value_t = 0)]
     data_seed: u64,
+    /// Training images of the built-in data (their ages keep the AgeDB-DIR proportions).
+    #[arg(long, default_value_t = 12_208)]
+    train_images: usize,
+    /// Validation and test images per age 1–101 of the built-in data.
+    #[arg(long, default_value_t = 30)]
+    eval_per_age: usize,
 
     /// Backbone: cpu-small, resnet18, resnet34, resnet50 [default: cpu-small on the built-in
     /// data, resnet50 on a folder].
@@ -250,9 +256,20 @@ fn run_config(cli: &Cli) -> Result<RunConfig, RecipeError> {
             if cli.data_dir.is_some() {
                 return Err(fail("--data-dir needs --csv (the index of the images)"));
             }
+            if cli.eval_per_age == 0 {
+                return Err(fail("--eval-per-age must be at least 1"));
+            }
             let mut c = RunConfig::synthetic(DEFAULT_EPOCHS);
-            if let DataSource::Synthetic { seed, .. } = &mut c.data {
+            if let DataSource::Synthetic {
+                seed,
+                train_total,
+                per_age,
+                ..
+            } = &mut c.data
+            {
                 *seed = cli.data_seed;
+                *train_total = cli.train_images;
+                *per_age = cli.eval_per_age;
             }
             c
         }
