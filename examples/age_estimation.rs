@@ -33,7 +33,7 @@ use dirkit::recipe::{
 use dirkit::{KernelKind, LdsConfig, Reweight};
 
 /// Epochs of the built-in default run.
-const DEFAULT_EPOCHS: usize = 10;
+const DEFAULT_EPOCHS: usize = 5;
 
 /// Train and evaluate an age regressor with dirkit (DIR recipe).
 #[derive(Parser, Debug)]

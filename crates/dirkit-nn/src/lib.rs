@@ -2,8 +2,9 @@
 //!
 //! dirkit on [Candle](https://github.com/huggingface/candle): feature distribution smoothing
 //! ([`fds`]), regression losses ([`loss`]) and the regression head that wires them to any
-//! backbone ([`head`]). Every function takes tensors on any candle `Device`; the `cuda` feature
-//! forwards to candle's CUDA backend and no code path is CUDA-only.
+//! backbone ([`head`]), ResNet backbones ([`models`]) and the CPU kernels that make them train at
+//! a useful speed on a CPU ([`ops`]). Every function takes tensors on any candle `Device`; the
+//! `cuda` feature forwards to candle's CUDA backend and no code path is CUDA-only.
 #![warn(missing_docs)]
 
 pub mod adam;
@@ -15,6 +16,7 @@ pub mod head;
 pub mod host_op;
 pub mod loss;
 pub mod models;
+pub mod ops;
 pub mod train;
 
 pub use error::NnError;

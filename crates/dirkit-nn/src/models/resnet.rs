@@ -2,13 +2,18 @@
 //! running statistics, an exact max-pool gradient, and torchvision's variable names
 //! (`conv1`, `bn1`, `layer1.0.conv1`, …, `layer2.0.downsample.0`), so torchvision weights saved
 //! as safetensors load into the same [`VarMap`](candle_nn::VarMap) names (without `fc`).
+//!
+//! The layers keep candle's `Conv2d` and `BatchNorm` as holders of the variables but run
+//! through [`crate::ops`]: on the CPU its im2col + GEMM convolution, batch norm with the ReLU
+//! fused and the fused residual join, elsewhere candle's own ops.
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ModuleT, VarBuilder};
 
 use super::config::{ResNetConfig, Stem};
 use super::pool::max_pool2d;
 use crate::error::NnError;
+use crate::ops::{self, Activation};
 
 /// PyTorch's `nn.BatchNorm2d` defaults: ε = 1e-5, momentum 0.1, learnable scale and shift.
 pub const BATCH_NORM: BatchNormConfig = BatchNormConfig {
@@ -53,8 +58,24 @@ impl ConvBn {
         })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+    /// Convolution, batch norm (batch statistics and running-statistics update when `train`),
+    /// then `act`.
+    fn forward_t(&self, x: &Tensor, train: bool, act: Activation) -> candle_core::Result<Tensor> {
+        let cfg = self.conv.config();
+        let y = ops::conv2d(x, self.conv.weight(), cfg.stride, cfg.padding)?;
+        ops::batch_norm_t(&self.bn, &y, train, act)
+    }
+
+    /// `max(0, bn(conv(x)) + shortcut)`: a residual block's last layer and join.
+    fn forward_join(
+        &self,
+        x: &Tensor,
+        shortcut: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = self.conv.config();
+        let y = ops::conv2d(x, self.conv.weight(), cfg.stride, cfg.padding)?;
+        ops::batch_norm_add_relu_t(&self.bn, &y, shortcut, train)
     }
 }
 
@@ -110,17 +131,15 @@ impl Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
-        for (i, layer) in self.convs.iter().enumerate() {
-            y = layer.forward_t(&y, train)?;
-            if i < last {
-                y = y.relu()?;
-            }
+        for layer in &self.convs[..last] {
+            y = layer.forward_t(&y, train, Activation::Relu)?;
         }
         let shortcut = match &self.downsample {
-            Some(ds) => ds.forward_t(x, train)?,
+            Some(ds) => ds.forward_t(x, train, Activation::Identity)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        // The last convolution's norm, the shortcut and the ReLU in one op.
+        self.convs[last].forward_join(&y, &shortcut, train)
     }
 }
 
@@ -184,7 +203,8 @@ impl ResNet {
 
     /// Features (N, feature_dim) of images `x` (N, in_channels, H, W). `train` selects batch
     /// norm's mode: batch statistics and running-statistics updates (true) or the running
-    /// statistics (false, for evaluation and for FDS's statistics pass).
+    /// statistics (false, for evaluation and for FDS's statistics pass). On the CPU the images
+    /// must be f32 or f64 (the [`ops`](crate::ops) kernels); on other devices any float dtype.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != self.config.in_channels {
@@ -195,7 +215,7 @@ impl ResNet {
             ))
             .into());
         }
-        let mut y = self.stem.forward_t(x, train)?.relu()?;
+        let mut y = self.stem.forward_t(x, train, Activation::Relu)?;
         if self.config.stem == Stem::ImageNet {
             y = max_pool2d(&y, 3, 2, 1)?;
         }

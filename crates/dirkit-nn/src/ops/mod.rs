@@ -1,0 +1,115 @@
+//! CPU kernels for training convolutional networks: candle custom ops with their own backward
+//! passes, for the layers where candle 0.11's CPU backend is slow to train.
+//!
+//! - [`conv2d`]: convolution as im2col + GEMM (faer), with a backward that produces the weight
+//!   and input gradients in one pass over the batch (candle's input gradient is a naive
+//!   transposed convolution);
+//! - [`batch_norm_train`] / [`batch_norm_eval`] / [`batch_norm_t`]: batch norm over (N, H, W)
+//!   per channel in one kernel, with an optional fused ReLU ([`Activation`]) and a one-pass
+//!   backward (candle reduces over non-last dimensions through transposed copies);
+//! - [`relu`] and [`add_relu`] (the residual join): a backward that masks the gradient in one
+//!   loop instead of candle's comparison op.
+//!
+//! Every function takes NCHW tensors on any device: on the CPU it runs the custom op (f32 or
+//! f64; other dtypes are refused with an error naming the op), elsewhere (CUDA) it composes
+//! candle's ops, so models can call these unconditionally. Inputs that are not contiguous are
+//! copied first. Work is split over rayon's pool (`RAYON_NUM_THREADS`) when there is enough of
+//! it. The backward passes are computed by custom ops without gradients of their own: second
+//! derivatives through these ops are not supported.
+
+mod batch_norm;
+mod batch_norm_cpu;
+mod conv;
+mod gemm;
+mod im2col;
+mod reduce;
+mod relu;
+
+pub use batch_norm::{
+    Activation, BatchStats, batch_norm_add_relu_t, batch_norm_add_relu_train, batch_norm_eval,
+    batch_norm_t, batch_norm_train,
+};
+pub use conv::conv2d;
+pub use relu::{add_relu, relu};
+
+use candle_core::{CpuStorage, DType, Layout, WithDType};
+use rayon::prelude::*;
+
+/// Floating-point operations (or element visits) below which a kernel stays on the calling
+/// thread: splitting costs a few microseconds, about this much work.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
+/// on rayon's pool.
+fn use_threads(work: usize, tasks: usize) -> bool {
+    tasks > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+}
+
+/// `f` applied to every task, in order; on rayon's pool when `parallel`.
+fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
+where
+    I: Send,
+    R: Send,
+    F: Fn(I) -> R + Sync + Send,
+{
+    if parallel {
+        tasks.into_par_iter().map(f).collect()
+    } else {
+        tasks.into_iter().map(f).collect()
+    }
+}
+
+/// `f(scratch, task)` applied to every task, in order, with scratch space made by `init`: one
+/// for all tasks on the calling thread, or one per piece of work rayon splits off when
+/// `parallel`.
+fn map_tasks_with<I, R, S, G, F>(tasks: Vec<I>, parallel: bool, init: G, f: F) -> Vec<R>
+where
+    I: Send,
+    R: Send,
+    G: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, I) -> R + Sync + Send,
+{
+    if parallel {
+        tasks.into_par_iter().map_init(init, f).collect()
+    } else {
+        let mut scratch = init();
+        tasks.into_iter().map(|t| f(&mut scratch, t)).collect()
+    }
+}
+
+/// The elements of a contiguous CPU storage of element type `T`.
+fn cpu_slice<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> candle_core::Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(storage)?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: the CPU kernel needs contiguous inputs"),
+    }
+}
+
+/// The error for a dtype the CPU kernels do not handle.
+fn unsupported<T>(op: &'static str, dtype: DType) -> candle_core::Result<T> {
+    candle_core::bail!("{op}: the CPU kernel supports f32 and f64 tensors, got {dtype:?}")
+}
+
+/// Runs `$body` with `$t` bound to the Rust element type of `$dtype` (f32 or f64), or returns
+/// [`unsupported`]'s error.
+macro_rules! dispatch_float {
+    ($op:expr, $dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            candle_core::DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => $crate::ops::unsupported($op, other),
+        }
+    };
+}
+use dispatch_float;
