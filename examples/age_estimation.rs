@@ -367,7 +367,7 @@ fn run_config(cli: &Cli) -> Result<RunConfig, RecipeError> {
     Ok(c)
 }
 
-fn describe(config: &RunConfig, data: &RunData, trainer: &Trainer) -> String {
+fn describe(config: &RunConfig, data: &RunData, params: usize) -> String {
     let method = {
         let mut parts = vec![format!("{:?}", config.loss)];
         if let Some(r) = &config.reweight {
@@ -410,7 +410,7 @@ fn describe(config: &RunConfig, data: &RunData, trainer: &Trainer) -> String {
         data.test.len(),
         config.arch,
         config.image_size,
-        trainer.model().parameter_count(),
+        params,
         config.epochs,
         config.batch_size,
         config.lr,
@@ -445,7 +445,11 @@ fn train_one(
     };
     println!(
         "{}\ndevice: {dev:?}; run directory: {}\n",
-        describe(trainer.config(), trainer.data(), &trainer),
+        describe(
+            trainer.config(),
+            trainer.data(),
+            trainer.model().parameter_count()?
+        ),
         out.display()
     );
     if trainer.state().epochs_done > 0 {
@@ -472,7 +476,7 @@ fn train_one(
         &out.join("predictions.csv"),
         &trainer.data().test.ages(),
         &pred,
-        None,
+        trainer.data().test.paths().as_deref(),
     )?;
     for ext in ["png", "svg"] {
         report.write_plot(

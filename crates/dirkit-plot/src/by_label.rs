@@ -182,19 +182,24 @@ impl Figure<'_> {
 }
 
 impl Draw for Figure<'_> {
-    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    fn title(&self) -> &str {
+        self.title
+    }
+
+    fn draw_top<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB: DrawingBackend,
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let body = root.margin(10, 4, 4, 4).titled(self.title, (FAMILY, 26))?;
-        let split = body.dim_in_pixel().1 * 3 / 5;
-        let (top, bottom) = body.split_vertically(split);
-        self.draw_errors(&top)?;
-        self.draw_counts(&bottom)?;
-        root.present()?;
-        Ok(())
+        self.draw_errors(area)
+    }
+
+    fn draw_bottom<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        self.draw_counts(area)
     }
 }
 

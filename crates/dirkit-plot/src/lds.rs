@@ -223,19 +223,24 @@ impl<'a> Figure<'a> {
 }
 
 impl Draw for Figure<'_> {
-    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    fn title(&self) -> &str {
+        self.title
+    }
+
+    fn draw_top<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB: DrawingBackend,
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let body = root.margin(10, 4, 4, 4).titled(self.title, (FAMILY, 26))?;
-        let split = body.dim_in_pixel().1 * 3 / 5;
-        let (top, bottom) = body.split_vertically(split);
-        self.draw_density(&top)?;
-        self.draw_weights(&bottom)?;
-        root.present()?;
-        Ok(())
+        self.draw_density(area)
+    }
+
+    fn draw_bottom<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+    {
+        self.draw_weights(area)
     }
 }
 

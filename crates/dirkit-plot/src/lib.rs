@@ -32,12 +32,38 @@ const GRID_COLOUR: RGBColor = RGBColor(235, 235, 235);
 
 type DrawResult = Result<(), Box<dyn Error>>;
 
-/// A figure that can draw itself on any plotters backend.
+/// A figure of two panels stacked under a title (3/5 and 2/5 of the height), the layout of
+/// every dirkit figure.
 trait Draw {
-    fn draw<DB>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    fn title(&self) -> &str;
+
+    fn draw_top<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB: DrawingBackend,
         DB::ErrorType: 'static;
+
+    fn draw_bottom<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static;
+}
+
+/// Draws `figure`'s title and its two panels on `root`.
+fn draw_panels<DB>(figure: &impl Draw, root: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let body = root
+        .margin(10, 4, 4, 4)
+        .titled(figure.title(), (FAMILY, 26))?;
+    let split = body.dim_in_pixel().1 * 3 / 5;
+    let (top, bottom) = body.split_vertically(split);
+    figure.draw_top(&top)?;
+    figure.draw_bottom(&bottom)?;
+    root.present()?;
+    Ok(())
 }
 
 enum Format {
@@ -63,7 +89,7 @@ fn write_figure(path: &Path, figure: &impl Draw) -> Result<(), String> {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-                figure.draw(&root).map_err(|e| fail(&e))?;
+                draw_panels(figure, &root).map_err(|e| fail(&e))?;
             }
             std::fs::write(path, svg).map_err(|e| fail(&e))
         }
@@ -73,7 +99,7 @@ fn write_figure(path: &Path, figure: &impl Draw) -> Result<(), String> {
             std::fs::File::create(path).map_err(|e| fail(&e))?;
             let drawn = {
                 let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-                figure.draw(&root)
+                draw_panels(figure, &root)
             };
             drawn.map_err(|e| {
                 let _ = std::fs::remove_file(path);

@@ -63,6 +63,14 @@ impl SplitData {
         }
     }
 
+    /// Every sample's image path, for samples read from files (`None` for in-memory images).
+    pub fn paths(&self) -> Option<Vec<String>> {
+        match &self.samples {
+            Samples::Memory { .. } => None,
+            Samples::Files(r) => Some(r.iter().map(|r| r.path.display().to_string()).collect()),
+        }
+    }
+
     /// Samples `indices` transformed by `t` (in parallel); `augment = Some((seed, epoch))` for
     /// the training pipeline, `None` for evaluation.
     pub fn load(

@@ -17,7 +17,7 @@ use dirkit_nn::models::{ResNet, init_resnet};
 use dirkit_nn::train::{MultiStepLr, fill, seeded_init};
 
 use crate::config::{LossSpec, RunConfig};
-use crate::error::Result;
+use crate::error::{RecipeError, Result};
 
 /// Variable-name prefix of the backbone in the `VarMap`.
 pub const BACKBONE: &str = "backbone";
@@ -156,12 +156,13 @@ impl Model {
     }
 
     /// Number of trainable parameters (running statistics and Balanced MSE's σ excluded).
-    pub fn parameter_count(&self) -> usize {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        data.iter()
+    pub fn parameter_count(&self) -> Result<usize> {
+        Ok(self
+            .named_vars()?
+            .iter()
             .filter(|(k, _)| !is_running_stat(k))
             .map(|(_, v)| v.elem_count())
-            .sum()
+            .sum())
     }
 
     /// The Adam optimiser of the network.
@@ -284,11 +285,16 @@ impl Model {
         Ok(())
     }
 
-    /// The trainable variables in name order, for comparing two models.
-    pub fn named_vars(&self) -> Vec<(String, Var)> {
-        let data = self.varmap.data().lock().expect("varmap lock");
+    /// The model's variables (running statistics included) in name order, for comparing two
+    /// models.
+    pub fn named_vars(&self) -> Result<Vec<(String, Var)>> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|e| RecipeError::config(format!("the model's variables: {e}")))?;
         let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        Ok(v)
     }
 }

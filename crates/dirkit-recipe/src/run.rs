@@ -433,7 +433,7 @@ pub fn prepare_run_dir(out: &Path) -> Result<()> {
 }
 
 /// `batch` as an image tensor (N, 3, S, S) and a target tensor (N), f32 on `device`.
-fn tensors(batch: Batch, device: &Device) -> Result<(Tensor, Tensor)> {
+pub(crate) fn tensors(batch: Batch, device: &Device) -> Result<(Tensor, Tensor)> {
     let shape = batch.shape();
     let y: Vec<f32> = batch.ages.iter().map(|&a| a as f32).collect();
     let n = y.len();

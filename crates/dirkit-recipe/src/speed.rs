@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use dirkit_data::dataset::epoch_batches;
 use serde::{Deserialize, Serialize};
 
@@ -70,15 +70,7 @@ pub fn measure(
             warmup + steps
         )));
     }
-    let to_tensors = |b: dirkit_data::dataset::Batch| -> Result<(Tensor, Tensor)> {
-        let shape = b.shape();
-        let y: Vec<f32> = b.ages.iter().map(|&a| a as f32).collect();
-        let n = y.len();
-        Ok((
-            Tensor::from_vec(b.pixels, &shape, device)?,
-            Tensor::from_vec(y, n, device)?,
-        ))
-    };
+    let to_tensors = |b| crate::run::tensors(b, device);
     let epoch = usize::from(config.fds.is_some());
     if config.fds.is_some() {
         for idx in order.iter().take(warmup.max(1)) {

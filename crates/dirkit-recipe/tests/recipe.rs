@@ -40,6 +40,7 @@ fn options(out: &Path) -> RunOptions {
 fn values(model: &Model) -> Vec<(String, Vec<f32>)> {
     model
         .named_vars()
+        .unwrap()
         .into_iter()
         .map(|(k, v)| {
             let flat: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
@@ -138,6 +139,23 @@ fn the_report_equals_dirkit_core_metrics_on_the_same_predictions() {
         .sum::<f64>()
         / pred.len() as f64;
     assert!((report.metrics.all.mae.unwrap() - mae).abs() < 1e-12);
+    let mse = pred
+        .iter()
+        .zip(&targets)
+        .map(|(p, a)| (p - a).powi(2))
+        .sum::<f64>()
+        / pred.len() as f64;
+    assert!((report.metrics.all.mse.unwrap() - mse).abs() < 1e-9 * mse);
+    // Shots by hand from the training counts: many > 100, few < 20 samples in the age's bin.
+    let shot_of = |a: f64| match t.train_counts()[a as usize] {
+        n if n > 100 => dirkit_core::Shot::Many,
+        n if n < 20 => dirkit_core::Shot::Few,
+        _ => dirkit_core::Shot::Medium,
+    };
+    for shot in dirkit_core::Shot::ALL {
+        let n = targets.iter().filter(|&&a| shot_of(a) == shot).count() as u64;
+        assert_eq!(report.metrics.shot(shot).n, n, "{shot:?}");
+    }
     for (p, a) in pred.iter().zip(&targets) {
         let bin = &report.by_bin[*a as usize];
         assert_eq!(bin.n, 1, "one test image per age");
