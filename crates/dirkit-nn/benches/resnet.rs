@@ -1,9 +1,12 @@
 //! ResNet training-step throughput on the CPU: one forward in training mode (batch statistics),
-//! an L1 loss on a linear head, the backward pass and an AdamW step over
-//! [`trainable_vars`], in images per second:
+//! an L1 loss on a linear head, the backward pass and an AdamW step (lr 1e-3, weight decay
+//! 0.01, PyTorch's `AdamW` defaults) over [`trainable_vars`], in images per second:
 //!
 //! - `cpu_small_32px_b64`: [`ResNetConfig::cpu_small`] (width 16, small stem), 64 × 3 × 32 × 32;
 //! - `resnet18_64px_b16`: [`ResNetConfig::resnet18`] (ImageNet stem), 16 × 3 × 64 × 64;
+//!
+//! each with dirkit's fused [`Adam`] in AdamW mode, and with `/candle_adamw` candle's `AdamW`
+//! (a dozen tensor-wide ops per variable) for comparison;
 //! - `maxpool_*`: the stem pool alone (3×3, stride 2, padding 1) forward + backward on a
 //!   ResNet-18 stem output at 64 px (16 × 64 × 32 × 32), CPU op versus the device-generic
 //!   composition.
@@ -24,6 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use dirkit_core::rng::SplitMix64;
+use dirkit_nn::adam::{Adam, AdamParams};
 use dirkit_nn::models::{
     ResNet, ResNetConfig, init_resnet, max_pool2d, max_pool2d_shifted, trainable_vars,
 };
@@ -36,24 +40,36 @@ fn random(dims: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, dims, &Device::Cpu).expect("tensor")
 }
 
+/// The optimiser a step ends with.
+enum Opt {
+    Dirkit(Adam),
+    Candle(AdamW),
+}
+
 /// A network, its head and optimiser, and one fixed batch.
 struct Setup {
     net: ResNet,
     head: Linear,
-    opt: AdamW,
+    opt: Opt,
     x: Tensor,
     y: Tensor,
 }
 
 impl Setup {
-    fn new(config: ResNetConfig, batch: usize, size: usize) -> Self {
+    fn new(config: ResNetConfig, batch: usize, size: usize, candle_adamw: bool) -> Self {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let net = ResNet::new(config, vb.pp("backbone")).expect("resnet");
         let head = candle_nn::linear(net.feature_dim(), 1, vb.pp("head")).expect("head");
         dirkit_nn::train::seeded_init(&vm, 0).expect("init");
         init_resnet(&vm, 0).expect("init");
-        let opt = AdamW::new(trainable_vars(&vm), ParamsAdamW::default()).expect("adamw");
+        let opt = if candle_adamw {
+            Opt::Candle(AdamW::new(trainable_vars(&vm), ParamsAdamW::default()).expect("adamw"))
+        } else {
+            let keep =
+                |name: &str| !name.ends_with("running_mean") && !name.ends_with("running_var");
+            Opt::Dirkit(Adam::from_varmap(&vm, keep, AdamParams::adamw()).expect("adam"))
+        };
         Self {
             net,
             head,
@@ -70,7 +86,10 @@ impl Setup {
             .and_then(|d| d.abs())
             .and_then(|d| d.mean_all())
             .expect("loss");
-        self.opt.backward_step(&loss).expect("step");
+        match &mut self.opt {
+            Opt::Dirkit(o) => o.backward_step(&loss).expect("step"),
+            Opt::Candle(o) => o.backward_step(&loss).expect("step"),
+        }
         loss.to_scalar().expect("scalar")
     }
 }
@@ -97,9 +116,15 @@ fn resnet(c: &mut Criterion) {
         ("resnet18_64px_b16", ResNetConfig::resnet18(), 16, 64),
     ];
     for (name, config, batch, size) in cases {
-        let mut setup = Setup::new(config, batch, size);
         g.throughput(Throughput::Elements(batch as u64));
-        g.bench_function(name, |b| b.iter(|| black_box(setup.step())));
+        for candle_adamw in [false, true] {
+            let mut setup = Setup::new(config, batch, size, candle_adamw);
+            let id = match candle_adamw {
+                true => format!("{name}/candle_adamw"),
+                false => name.to_string(),
+            };
+            g.bench_function(id, |b| b.iter(|| black_box(setup.step())));
+        }
     }
 
     let x = candle_core::Var::from_tensor(&random(&[16, 64, 32, 32], 3)).expect("var");

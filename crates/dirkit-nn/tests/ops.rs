@@ -9,7 +9,7 @@ use dirkit_core::rng::SplitMix64;
 use dirkit_nn::models::{ResNet, ResNetConfig, batch_norm, init_resnet, trainable_vars};
 use dirkit_nn::ops::{
     Activation, add_relu, batch_norm_add_relu_t, batch_norm_add_relu_train, batch_norm_eval,
-    batch_norm_t, batch_norm_train, conv2d, relu,
+    batch_norm_t, batch_norm_train, conv2d, linear, relu,
 };
 
 const CPU: Device = Device::Cpu;
@@ -184,6 +184,96 @@ fn conv2d_reads_non_contiguous_input_and_skips_untracked_gradients() -> Result<(
     let grads = conv2d(&x, w.as_tensor(), 2, 1)?.sum_all()?.backward()?;
     assert!(grads.get(&x).is_none());
     assert!(grads.get(w.as_tensor()).is_some());
+    Ok(())
+}
+
+/// `x Wᵀ + b` composed from candle's ops: the path `linear` replaces.
+fn candle_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.broadcast_matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+#[test]
+fn linear_equals_candles_forward_and_gradients() -> Result<()> {
+    // (input dims, out features): odd sizes, one row, one feature, a 3-d input, and a
+    // 300 × 700 → 500 product large enough to be split over threads.
+    let cases: [(&[usize], usize); 6] = [
+        (&[7, 5], 3),
+        (&[1, 4], 6),
+        (&[9, 1], 1),
+        (&[2, 3, 5], 4),
+        (&[13, 17], 11),
+        (&[300, 700], 500),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for (i, &(dims, out)) in cases.iter().enumerate() {
+            let seed = 20 * i as u64;
+            let in_dim = *dims.last().expect("dims");
+            let x = Var::from_tensor(&random(dims, seed, dtype)?)?;
+            let w = Var::from_tensor(&random(&[out, in_dim], seed + 1, dtype)?)?;
+            let b = Var::from_tensor(&random(&[out], seed + 2, dtype)?)?;
+            compare(
+                &[&x, &w, &b],
+                |t| linear(t[0], t[1], Some(t[2])),
+                |t| candle_linear(t[0], t[1], Some(t[2])),
+                &format!("linear {dtype:?} {dims:?} -> {out}"),
+            )?;
+            compare(
+                &[&x, &w],
+                |t| linear(t[0], t[1], None),
+                |t| candle_linear(t[0], t[1], None),
+                &format!("linear without bias {dtype:?} {dims:?} -> {out}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_gradients_match_finite_differences() -> Result<()> {
+    let x = Var::from_tensor(&random(&[5, 4], 1, DType::F64)?)?;
+    let w = Var::from_tensor(&random(&[3, 4], 2, DType::F64)?)?;
+    let b = Var::from_tensor(&random(&[3], 3, DType::F64)?)?;
+    check_finite_differences(&[&x, &w, &b], |t| linear(t[0], t[1], Some(t[2])), "linear")?;
+    // The bias gradient by hand: the column sums of r, the output weighting.
+    let (y, g) = grads_of(&[&x, &w, &b], 5, |t| linear(t[0], t[1], Some(t[2])))?;
+    let r = random(y.dims(), 5, DType::F64)?;
+    assert_close(&g[2], &r.sum(0)?, 1e-12, "bias gradient = Σ_rows r")?;
+    Ok(())
+}
+
+#[test]
+fn linear_reads_non_contiguous_input_and_refuses_bad_shapes() -> Result<()> {
+    let x = random(&[6, 4], 1, DType::F32)?.t()?;
+    let w = random(&[3, 6], 2, DType::F32)?;
+    let b = random(&[3], 3, DType::F32)?;
+    let expected = candle_linear(&x.contiguous()?, &w, Some(&b))?;
+    assert_close(
+        &linear(&x, &w, Some(&b))?,
+        &expected,
+        1e-6,
+        "transposed input",
+    )?;
+    // Only the variable gets a gradient.
+    let wv = Var::from_tensor(&w)?;
+    let grads = linear(&x, wv.as_tensor(), Some(&b))?
+        .sum_all()?
+        .backward()?;
+    assert!(grads.get(&x).is_none() && grads.get(&b).is_none());
+    assert!(grads.get(wv.as_tensor()).is_some());
+    let message = |r: Result<Tensor>| r.expect_err("should fail").to_string();
+    assert!(message(linear(&x, &random(&[3, 5], 4, DType::F32)?, None)).contains("6 features"));
+    assert!(message(linear(&x, &w, Some(&random(&[4], 5, DType::F32)?))).contains("bias"));
+    assert!(
+        linear(&x, &w.to_dtype(DType::F64)?, None).is_err(),
+        "mixed dtypes"
+    );
+    assert!(linear(&x, &w.unsqueeze(0)?, None).is_err(), "3-d weight");
+    let half = x.to_dtype(DType::F16)?;
+    assert!(message(linear(&half, &w.to_dtype(DType::F16)?, None)).contains("f32 and f64"));
     Ok(())
 }
 

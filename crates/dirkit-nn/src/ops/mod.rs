@@ -7,6 +7,8 @@
 //! - [`batch_norm_train`] / [`batch_norm_eval`] / [`batch_norm_t`]: batch norm over (N, H, W)
 //!   per channel in one kernel, with an optional fused ReLU ([`Activation`]) and a one-pass
 //!   backward (candle reduces over non-last dimensions through transposed copies);
+//! - [`linear`]: `x Wᵀ + b` with a backward that forms the weight and bias gradients without
+//!   transposed copies or a reduction over a non-last dimension;
 //! - [`relu`] and [`add_relu`] (the residual join): a backward that masks the gradient in one
 //!   loop instead of candle's comparison op.
 //!
@@ -22,6 +24,7 @@ mod batch_norm_cpu;
 mod conv;
 mod gemm;
 mod im2col;
+mod linear;
 mod reduce;
 mod relu;
 
@@ -30,6 +33,7 @@ pub use batch_norm::{
     batch_norm_t, batch_norm_train,
 };
 pub use conv::conv2d;
+pub use linear::linear;
 pub use relu::{add_relu, relu};
 
 use candle_core::{CpuStorage, DType, Layout, WithDType};
@@ -41,7 +45,7 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
 /// on rayon's pool.
-fn use_threads(work: usize, tasks: usize) -> bool {
+pub(crate) fn use_threads(work: usize, tasks: usize) -> bool {
     tasks > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
 }
 
