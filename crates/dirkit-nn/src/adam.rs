@@ -182,7 +182,7 @@ impl Coefficients {
             } else {
                 0.0
             },
-            shrink: (decays && p.decoupled).then(|| 1.0 - p.lr * p.weight_decay),
+            shrink: (decays && p.decoupled).then_some(1.0 - p.lr * p.weight_decay),
             beta1: p.beta1,
             beta2: p.beta2,
             inv_bc2_sqrt: 1.0 / bc2_sqrt,
@@ -488,7 +488,7 @@ impl Adam {
             loaded.push(pair);
         }
         for (s, pair) in self.slots.iter_mut().zip(loaded) {
-            s.set_moments(&pair[0], &pair[1])?;
+            s.set_moments(pair[0], pair[1])?;
         }
         self.step = step.first().copied().unwrap_or(0.0) as u64;
         self.params = params;

@@ -142,6 +142,27 @@ fn conv2d_equals_candles_forward_and_gradients() -> Result<()> {
                 &format!("conv2d {dtype:?} k={k} s={s} p={p}"),
             )?;
         }
+        // Batches large enough to split over threads, with several image groups per thread
+        // and ragged last groups (8×8 outputs: 4 images per group; 3×3: all in one), stride 2
+        // and 1×1 too.
+        for (i, &(dims, k, s, p)) in [
+            ([13, 8, 8, 8], 3, 1, 1),
+            ([10, 16, 6, 6], 3, 1, 1),
+            ([9, 8, 6, 6], 3, 2, 1),
+            ([7, 32, 5, 5], 1, 1, 0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = Var::from_tensor(&random(&dims, 70 + i as u64, dtype)?)?;
+            let w = Var::from_tensor(&random(&[16, dims[1], k, k], 80 + i as u64, dtype)?)?;
+            compare(
+                &[&x, &w],
+                |t| conv2d(t[0], t[1], s, p),
+                |t| t[0].conv2d(t[1], p, s, 1, 1),
+                &format!("conv2d {dtype:?} {dims:?} k={k} s={s} p={p}"),
+            )?;
+        }
         // A rectangular kernel and a batch larger than the number of image groups.
         let x = Var::from_tensor(&random(&[11, 3, 6, 8], 5, dtype)?)?;
         let w = Var::from_tensor(&random(&[2, 3, 3, 5], 6, dtype)?)?;

@@ -1,13 +1,16 @@
 //! 2-D convolution without bias, dilation or groups (a ResNet's) on the CPU as im2col + GEMM.
 //!
-//! Per image, the forward unrolls the input into a `(C_in·kh·kw) × (H_out·W_out)` matrix of
-//! patches (im2col; skipped for 1×1 stride-1 unpadded convolutions, whose patches are the input
-//! itself) and multiplies it by the `C_out × (C_in·kh·kw)` weight matrix. The backward, in one
-//! pass over the batch, accumulates the weight gradient `Σ_n dY_n · cols_nᵀ` and forms the input
-//! gradient as `Wᵀ · dY_n` folded back onto the image (col2im). When the work is large enough
-//! the images are split over rayon's threads, one group per thread, each group with its own
-//! weight-gradient accumulator, summed at the end (so the weight gradient's rounding depends on
-//! the thread count, as in PyTorch).
+//! The forward unrolls the input into a `(C_in·kh·kw) × (H_out·W_out)` matrix of patches per
+//! image (im2col; skipped for a lone image of a 1×1 stride-1 unpadded convolution, whose patches
+//! are the input itself) and multiplies it by the `C_out × (C_in·kh·kw)` weight matrix. Images
+//! with few output pixels are unrolled side by side, [`GROUP_COLUMNS`] output pixels at a time,
+//! so that late stages (a 2×2 output at 64 px) still make wide products that read the weight
+//! once per group instead of once per image. The backward, in one pass over the batch,
+//! accumulates the weight gradient `Σ dY · colsᵀ` and forms the input gradient as `Wᵀ · dY`
+//! folded back onto the images (col2im), group by group. When the work is large enough the
+//! images are split over rayon's threads, each thread's share with its own weight-gradient
+//! accumulator, summed at the end (so the weight gradient's rounding depends on the thread
+//! count, as in PyTorch).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -45,6 +48,38 @@ pub fn conv2d(
 /// The forward: `(x, w) ↦ y`, per image `Y_n = W · cols_n`.
 struct Conv2dOp(Geometry);
 
+/// Output pixels a group of images aims for: images are unrolled side by side until their
+/// patch matrix has this many columns.
+const GROUP_COLUMNS: usize = 256;
+
+/// Images per group of `g`'s batch; with `threads` > 1 small enough that every thread gets
+/// at least one group.
+fn group_size(g: &Geometry, threads: usize) -> usize {
+    let size = GROUP_COLUMNS.div_ceil(g.p().max(1)).clamp(1, g.n.max(1));
+    size.min(g.n.div_ceil(threads.max(1)).max(1))
+}
+
+/// Copies a `rows × (m·p)` group matrix out into `m` per-image `rows × p` matrices stored one
+/// after another in `images`.
+fn scatter<T: Float>(group: &[T], images: &mut [T], rows: usize, p: usize) {
+    let m = images.len() / (rows * p).max(1);
+    for (i, image) in images.chunks_mut(rows * p).enumerate() {
+        for (r, line) in image.chunks_mut(p).enumerate() {
+            line.copy_from_slice(&group[(r * m + i) * p..(r * m + i + 1) * p]);
+        }
+    }
+}
+
+/// The inverse of [`scatter`]: per-image `rows × p` matrices side by side into a group matrix.
+fn gather<T: Float>(images: &[T], group: &mut [T], rows: usize, p: usize) {
+    let m = images.len() / (rows * p).max(1);
+    for (i, image) in images.chunks(rows * p).enumerate() {
+        for (r, line) in image.chunks(p).enumerate() {
+            group[(r * m + i) * p..(r * m + i + 1) * p].copy_from_slice(line);
+        }
+    }
+}
+
 impl Conv2dOp {
     fn run<T: Float>(&self, x: &[T], w: &[T]) -> Vec<T> {
         let g = self.0;
@@ -52,21 +87,53 @@ impl Conv2dOp {
         let zero = T::from_f64(0.0);
         let mut y = vec![zero; g.n * g.y_len()];
         let weights = rm(w, g.c_out, k);
-        let cols_len = if g.pointwise() { 0 } else { k * p };
-        let tasks: Vec<_> = y.chunks_mut(g.y_len()).zip(x.chunks(g.x_len())).collect();
         let parallel = use_threads(g.flops(), g.n);
+        let threads = if parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let group = group_size(&g, threads);
+        // Scratch: the group's patch matrix and, for groups of several images, its output.
+        let cols_len = if g.pointwise() && group == 1 {
+            0
+        } else {
+            k * p * group
+        };
+        let out_len = if group > 1 { g.c_out * p * group } else { 0 };
+        let tasks: Vec<_> = y
+            .chunks_mut(group * g.y_len())
+            .zip(x.chunks(group * g.x_len()))
+            .collect();
         map_tasks_with(
             tasks,
             parallel,
-            || vec![zero; cols_len],
-            |cols, (y_n, x_n)| {
-                let patches: &[T] = if g.pointwise() {
-                    x_n
-                } else {
-                    g.im2col(x_n, cols);
-                    cols
-                };
-                T::matmul(rm_mut(y_n, g.c_out, p), weights, rm(patches, k, p), false);
+            || (vec![zero; cols_len], vec![zero; out_len]),
+            |(cols, out), (y_g, x_g)| {
+                let m = x_g.len() / g.x_len();
+                if m == 1 {
+                    let patches: &[T] = if g.pointwise() {
+                        x_g
+                    } else {
+                        let cols = &mut cols[..k * p];
+                        g.im2col(x_g, cols);
+                        cols
+                    };
+                    T::matmul(rm_mut(y_g, g.c_out, p), weights, rm(patches, k, p), false);
+                    return;
+                }
+                let width = m * p;
+                for (i, x_n) in x_g.chunks(g.x_len()).enumerate() {
+                    g.im2col_strided(x_n, &mut cols[i * p..], width);
+                }
+                let out = &mut out[..g.c_out * width];
+                T::matmul(
+                    rm_mut(out, g.c_out, width),
+                    weights,
+                    rm(&cols[..k * width], k, width),
+                    false,
+                );
+                scatter(out, y_g, g.c_out, p);
             },
         );
         y
@@ -150,40 +217,55 @@ impl Conv2dBackward {
         let (dx, dw) = out.split_at_mut(self.input_len());
         let passes = usize::from(self.input_grad) + usize::from(self.weight_grad);
         let parallel = use_threads(passes * g.flops(), g.n);
-        // One weight-gradient accumulator per thread: the batch splits into that many groups.
-        let groups = if parallel {
+        // One weight-gradient accumulator per thread: the batch splits into that many shares.
+        let shares = if parallel {
             rayon::current_num_threads().min(g.n)
         } else {
             1
         };
-        let group = g.n.div_ceil(groups).max(1);
-        let mut dx_groups = dx.chunks_mut(group * g.x_len());
+        let share = g.n.div_ceil(shares).max(1);
+        let group = group_size(&g, shares);
+        let mut dx_shares = dx.chunks_mut(share * g.x_len());
         let tasks: Vec<_> = x
-            .chunks(group * g.x_len())
-            .zip(dy.chunks(group * g.y_len()))
-            .map(|(xs, dys)| (xs, dys, dx_groups.next()))
+            .chunks(share * g.x_len())
+            .zip(dy.chunks(share * g.y_len()))
+            .map(|(xs, dys)| (xs, dys, dx_shares.next()))
             .collect();
-        let cols_len = if g.pointwise() { 0 } else { k * p };
+        let cols_len = if g.pointwise() && group == 1 {
+            0
+        } else {
+            k * p * group
+        };
+        let dy_len = if group > 1 { g.c_out * p * group } else { 0 };
         let weights_t = rm(w, g.c_out, k).transpose();
-        // One group of images: its weight gradient into `partial`, its input gradient into
-        // its part of dx, with `cols` as scratch.
-        let group_grads =
-            |cols: &mut Vec<T>, partial: &mut [T], (xs, dys, mut dxs): Task<'_, T>| {
-                let images = xs.chunks(g.x_len()).zip(dys.chunks(g.y_len()));
-                for (i, (x_n, dy_n)) in images.enumerate() {
-                    let dy_n = rm(dy_n, g.c_out, p);
+        // One thread's share of the images, group by group: the weight gradient into
+        // `partial`, the input gradient into its part of dx, with `cols` and `dyg` as scratch.
+        let share_grads = |(cols, dyg): &mut (Vec<T>, Vec<T>),
+                           partial: &mut [T],
+                           (xs, dys, mut dxs): Task<'_, T>| {
+            let groups = xs
+                .chunks(group * g.x_len())
+                .zip(dys.chunks(group * g.y_len()));
+            for (j, (x_g, dy_g)) in groups.enumerate() {
+                let m = x_g.len() / g.x_len();
+                let width = m * p;
+                let dx_g = dxs
+                    .as_deref_mut()
+                    .map(|d| &mut d[j * group * g.x_len()..j * group * g.x_len() + m * g.x_len()]);
+                if m == 1 {
+                    let cols = &mut cols[..if g.pointwise() { 0 } else { k * p }];
+                    let dy_n = rm(dy_g, g.c_out, p);
                     if self.weight_grad {
                         let patches: &[T] = if g.pointwise() {
-                            x_n
+                            x_g
                         } else {
-                            g.im2col(x_n, cols);
+                            g.im2col(x_g, cols);
                             cols
                         };
                         let dst = rm_mut(partial, g.c_out, k);
-                        T::matmul(dst, dy_n, rm(patches, k, p).transpose(), i > 0);
+                        T::matmul(dst, dy_n, rm(patches, k, p).transpose(), j > 0);
                     }
-                    if let Some(dxs) = dxs.as_deref_mut() {
-                        let dx_n = &mut dxs[i * g.x_len()..(i + 1) * g.x_len()];
+                    if let Some(dx_n) = dx_g {
                         if g.pointwise() {
                             T::matmul(rm_mut(dx_n, k, p), weights_t, dy_n, false);
                         } else {
@@ -191,28 +273,43 @@ impl Conv2dBackward {
                             g.col2im(cols, dx_n);
                         }
                     }
+                    continue;
                 }
-            };
+                let dyg = &mut dyg[..g.c_out * width];
+                gather(dy_g, dyg, g.c_out, p);
+                let dy_m = rm(dyg, g.c_out, width);
+                let cols = &mut cols[..k * width];
+                if self.weight_grad {
+                    for (i, x_n) in x_g.chunks(g.x_len()).enumerate() {
+                        g.im2col_strided(x_n, &mut cols[i * p..], width);
+                    }
+                    let dst = rm_mut(partial, g.c_out, k);
+                    T::matmul(dst, dy_m, rm(cols, k, width).transpose(), j > 0);
+                }
+                if let Some(dx_g) = dx_g {
+                    T::matmul(rm_mut(cols, k, width), weights_t, dy_m, false);
+                    for (i, dx_n) in dx_g.chunks_mut(g.x_len()).enumerate() {
+                        g.col2im_strided(&mut cols[i * p..], dx_n, width);
+                    }
+                }
+            }
+        };
+        let scratch = || (vec![zero; cols_len], vec![zero; dy_len]);
         if parallel {
-            let partials = map_tasks_with(
-                tasks,
-                true,
-                || vec![zero; cols_len],
-                |cols, task| {
-                    let mut partial = vec![zero; nw];
-                    group_grads(cols, &mut partial, task);
-                    partial
-                },
-            );
+            let partials = map_tasks_with(tasks, true, scratch, |s, task| {
+                let mut partial = vec![zero; nw];
+                share_grads(s, &mut partial, task);
+                partial
+            });
             for partial in &partials {
                 for (acc, v) in dw.iter_mut().zip(partial) {
                     *acc += *v;
                 }
             }
         } else {
-            let mut cols = vec![zero; cols_len];
+            let mut s = scratch();
             for task in tasks {
-                group_grads(&mut cols, dw, task);
+                share_grads(&mut s, dw, task);
             }
         }
         out

@@ -160,10 +160,17 @@ impl Geometry {
     /// Unrolls one input image `x` (C_in, H, W) into `cols` (k × p, row-major), zeros where a
     /// window reads padding.
     pub(super) fn im2col<T: Float>(&self, x: &[T], cols: &mut [T]) {
+        self.im2col_strided(x, cols, self.p());
+    }
+
+    /// [`im2col`](Self::im2col) into the first `p` columns of a k-row matrix whose rows are
+    /// `row_stride ≥ p` apart (one image's block of a group's patch matrix).
+    pub(super) fn im2col_strided<T: Float>(&self, x: &[T], cols: &mut [T], row_stride: usize) {
         let (p, wo, s) = (self.p(), self.wo, self.stride);
         let zero = T::from_f64(0.0);
         let taps = self.taps();
-        for ((r, start), plane) in self.patch_rows(&taps).zip(cols.chunks_exact_mut(p)) {
+        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..p]);
+        for ((r, start), plane) in self.patch_rows(&taps).zip(planes) {
             let ((y0, y1), (x0, x1)) = (r.ys, r.xs);
             if r.empty {
                 plane.fill(zero);
@@ -200,9 +207,16 @@ impl Geometry {
     /// (C_in, H, W): the transpose of [`im2col`](Self::im2col). Overwrites the entries of
     /// `cols` that belong to padding.
     pub(super) fn col2im<T: Float>(&self, cols: &mut [T], dx: &mut [T]) {
+        self.col2im_strided(cols, dx, self.p());
+    }
+
+    /// [`col2im`](Self::col2im) from the first `p` columns of a k-row matrix whose rows are
+    /// `row_stride ≥ p` apart.
+    pub(super) fn col2im_strided<T: Float>(&self, cols: &mut [T], dx: &mut [T], row_stride: usize) {
         let (p, wo, s) = (self.p(), self.wo, self.stride);
         let taps = self.taps();
-        for ((r, start), plane) in self.patch_rows(&taps).zip(cols.chunks_exact_mut(p)) {
+        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..p]);
+        for ((r, start), plane) in self.patch_rows(&taps).zip(planes) {
             let ((y0, y1), (x0, x1)) = (r.ys, r.xs);
             if r.empty {
                 continue;
