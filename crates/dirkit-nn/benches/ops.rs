@@ -7,7 +7,11 @@
 //! - `batch_norm/…`: training-mode batch norm (batch statistics, running-statistics update),
 //!   gradients of the input, scale and shift;
 //! - `batch_norm_relu/…`: the same followed by ReLU (candle: two ops; dirkit: one fused op);
-//! - `relu/…`: ReLU alone.
+//! - `relu/…`: ReLU alone;
+//! - `linear/{candle,dirkit}/ROWSxIN->OUT`: a fully connected layer with bias (candle: matmul
+//!   against the transposed weight plus a broadcast add), gradients of the input, weight and
+//!   bias, on the regression-head MLP's hidden layer (256 × 64 → 256) and a ResNet-18 feature
+//!   layer (256 × 512 → 512).
 //!
 //! Each iteration runs the forward and `backward()` from a gradient of ones. Threads: rayon's
 //! pool, sized by `RAYON_NUM_THREADS`:
@@ -28,7 +32,7 @@ use criterion::{
 };
 use dirkit_core::rng::SplitMix64;
 use dirkit_nn::models::batch_norm;
-use dirkit_nn::ops::{Activation, batch_norm_t, conv2d, relu};
+use dirkit_nn::ops::{Activation, batch_norm_t, conv2d, linear, relu};
 
 /// (batch, channels, side) of each stage's activations.
 const SHAPES: [(usize, usize, usize); 4] = [(64, 16, 32), (64, 32, 16), (64, 64, 8), (64, 128, 4)];
@@ -126,5 +130,25 @@ fn rectifier(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv, norm, rectifier);
+fn fully_connected(c: &mut Criterion) {
+    let mut g = group(c, "linear");
+    for (rows, inp, out) in [(256, 64, 256), (256, 512, 512)] {
+        let x = random(&[rows, inp], 5);
+        let w = random(&[out, inp], 6);
+        let b = random(&[out], 7);
+        let id = format!("{rows}x{inp}->{out}");
+        g.throughput(Throughput::Elements(rows as u64));
+        bench_fwd_bwd(&mut g, &format!("candle/{id}"), || {
+            x.as_tensor()
+                .matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())
+        });
+        bench_fwd_bwd(&mut g, &format!("dirkit/{id}"), || {
+            linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conv, norm, rectifier, fully_connected);
 criterion_main!(benches);
