@@ -633,9 +633,9 @@ mod tests {
         let n = 6;
         let mut th = values(n, 1, 1.0);
         let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-        for k in 0..3 {
-            let g = values(n, 10 + k as u64, 0.5);
-            let t = (k + 1) as i32;
+        for k in 0..3u64 {
+            let g = values(n, 10 + k, 0.5);
+            let t = k as i32 + 1;
             for i in 0..n {
                 th[i] *= 1.0 - 0.1 * 0.2;
                 m[i] = 0.9 * m[i] + 0.1 * g[i];
