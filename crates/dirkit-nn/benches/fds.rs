@@ -36,46 +36,19 @@ use candle_core::{DType, Device, Tensor};
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use dirkit_nn::fds::{Covariance, Fds, FdsConfig, FullCovariance};
 
+#[path = "common/streams.rs"]
+mod streams;
+use streams::{BIN_START, uniforms};
+
 const N_ROWS: usize = 12_000;
 const BATCH: usize = 256;
 const DIM: usize = 2048;
 const DIM_FULL_END_EPOCH: usize = 256;
-const BIN_START: f64 = 3.0;
 const N_BINS: usize = 97;
-const SEED: u64 = 0x05EE_DFD5;
-
-/// `u_i = splitmix64(SEED + stream·2³² + (i+1)·golden) >> 11 · 2⁻⁵³` (as in fds_torch.py).
-fn uniforms(stream: u64, n: usize) -> Vec<f64> {
-    let base = SEED.wrapping_add(stream << 32);
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
-        })
-        .collect()
-}
 
 /// AgeDB-like long-tailed ages 3…99 and features `2u − 1 + 0.02·(age − 50)` (f32).
 fn dataset(dim: usize) -> (Vec<f32>, Vec<f32>) {
-    let (pick, u1, u2, u3) = (
-        uniforms(1, N_ROWS),
-        uniforms(2, N_ROWS),
-        uniforms(3, N_ROWS),
-        uniforms(4, N_ROWS),
-    );
-    let ages: Vec<f64> = (0..N_ROWS)
-        .map(|i| {
-            let x = (u1[i] + u2[i] + u3[i]) / 3.0;
-            if pick[i] < 0.05 {
-                BIN_START + (97.0 * u1[i]).floor()
-            } else {
-                BIN_START + (97.0 * (x * x.sqrt())).floor()
-            }
-        })
-        .collect();
+    let ages = streams::ages(N_ROWS);
     let u = uniforms(5, N_ROWS * dim);
     let feats = u
         .iter()

@@ -86,13 +86,18 @@ def uniforms(stream: int, n: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
-def dataset(dim: int):
-    """Labels (N_ROWS, f32 ages) and features (N_ROWS × dim, f32)."""
-    pick, u1, u2, u3 = (uniforms(s, N_ROWS) for s in (1, 2, 3, 4))
+def long_tailed_ages(n: int) -> np.ndarray:
+    """n AgeDB-like ages 3..99 (f64) from streams 1-4 (also used by head_step_torch.py)."""
+    pick, u1, u2, u3 = (uniforms(s, n) for s in (1, 2, 3, 4))
     x = (u1 + u2 + u3) / 3.0
     tail = BIN_START + np.floor(97.0 * u1)
     bell = BIN_START + np.floor(97.0 * (x * np.sqrt(x)))
-    ages = np.where(pick < 0.05, tail, bell)
+    return np.where(pick < 0.05, tail, bell)
+
+
+def dataset(dim: int):
+    """Labels (N_ROWS, f32 ages) and features (N_ROWS × dim, f32)."""
+    ages = long_tailed_ages(N_ROWS)
     u = uniforms(5, N_ROWS * dim).reshape(N_ROWS, dim)
     feats = 2.0 * u - 1.0 + 0.02 * (ages - 50.0)[:, None]
     return ages.astype(np.float32), feats.astype(np.float32)

@@ -39,26 +39,14 @@ use dirkit_nn::loss::balanced_mse::{
 use dirkit_nn::loss::elementwise::{FocalActivation, FocalConfig, RegressionLoss};
 use dirkit_nn::ops;
 
+#[path = "common/streams.rs"]
+mod streams;
+use streams::{BIN_START, uniforms};
+
 const BATCH: usize = 256;
 const D_IN: usize = 64;
 const HIDDEN: usize = 256;
-const SEED: u64 = 0x05EE_DFD5;
-const BIN_START: f64 = 3.0;
 const N_BINS: usize = 97;
-
-/// `u_i = splitmix64(SEED + stream·2³² + (i+1)·golden) >> 11 · 2⁻⁵³` (as in head_step_torch.py).
-fn uniforms(stream: u64, n: usize) -> Vec<f64> {
-    let base = SEED.wrapping_add(stream << 32);
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
-        })
-        .collect()
-}
 
 /// `bound · (2u − 1)` from `stream`, as f32 values of `dims`.
 fn uniform_tensor(stream: u64, dims: &[usize], bound: f64) -> Tensor {
@@ -72,23 +60,7 @@ fn uniform_tensor(stream: u64, dims: &[usize], bound: f64) -> Tensor {
 
 /// One batch: features `2u − 1` and AgeDB-like long-tailed ages 3…99.
 fn batch() -> (Tensor, Tensor) {
-    let (pick, u1, u2, u3) = (
-        uniforms(1, BATCH),
-        uniforms(2, BATCH),
-        uniforms(3, BATCH),
-        uniforms(4, BATCH),
-    );
-    let ages: Vec<f32> = (0..BATCH)
-        .map(|i| {
-            let x = (u1[i] + u2[i] + u3[i]) / 3.0;
-            let a = if pick[i] < 0.05 {
-                BIN_START + (97.0 * u1[i]).floor()
-            } else {
-                BIN_START + (97.0 * (x * x.sqrt())).floor()
-            };
-            a as f32
-        })
-        .collect();
+    let ages: Vec<f32> = streams::ages(BATCH).iter().map(|&a| a as f32).collect();
     let y = Tensor::from_vec(ages, BATCH, &Device::Cpu).expect("ages");
     (uniform_tensor(5, &[BATCH, D_IN], 1.0), y)
 }
@@ -286,7 +258,6 @@ fn losses() -> Vec<(&'static str, HeadLoss, Extra)> {
             ..Default::default()
         })
     };
-    let _ = FocalActivation::Tanh;
     vec![
         ("l1", HeadLoss::Pointwise(RegressionLoss::L1), Extra::None),
         ("mse", HeadLoss::Pointwise(RegressionLoss::Mse), Extra::None),

@@ -16,9 +16,10 @@ candle baseline):
 - l1+fds: L1 on FDS-calibrated hidden features, diagonal: z' = (z - mu_b) * s_b + mu~_b with
   the per-bin maps gathered by label (97 bins) -- fixed maps, as between two epoch ends.
 
-Data and the initial weights come from the same counter-based splitmix64 streams as the Rust
-bench, so the first step's loss is printed for comparison with `HEAD_STEP_CHECK=1 cargo bench
-... --bench head_step` (FDS's maps differ: its first loss is not comparable).
+Data and the initial weights come from the counter-based splitmix64 streams of fds_torch.py
+(imported from this directory), as the Rust bench's do, so the first step's loss is printed for
+comparison with `HEAD_STEP_CHECK=1 cargo bench ... --bench head_step` (FDS's maps differ: its
+first loss is not comparable).
 
 Install and run (CPU-only PyTorch is enough; keep the environment out of the repository):
 
@@ -37,31 +38,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# The seeded streams and ages of the FDS bench (same directory; importing it runs no benchmark).
+from fds_torch import BIN_START, long_tailed_ages, uniforms
+
 BATCH = 256
 D_IN = 64
 HIDDEN = 256
-SEED = 0x05EE_DFD5
-BIN_START = 3.0
 N_BINS = 97
-
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-M1 = np.uint64(0xBF58476D1CE4E5B9)
-M2 = np.uint64(0x94D049BB133111EB)
 
 # The reference LDS window for gaussian ks 5, sigma 2 (peak-normalised; see methods.md, the
 # tails of the sampled Gaussian fold back into the window).
 LDS_WINDOW = np.array([0.8582852378, 0.9458276491, 1.0, 0.9458276491, 0.8582852378])
-
-
-def uniforms(stream: int, n: int) -> np.ndarray:
-    """u_i = splitmix64(SEED + stream*2^32 + (i+1)*GOLDEN) >> 11 * 2^-53, for i < n (f64)."""
-    with np.errstate(over="ignore"):
-        base = np.uint64((SEED + (stream << 32)) & 0xFFFF_FFFF_FFFF_FFFF)
-        z = base + (np.arange(1, n + 1, dtype=np.uint64) * GOLDEN)
-        z = (z ^ (z >> np.uint64(30))) * M1
-        z = (z ^ (z >> np.uint64(27))) * M2
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
 def uniform_tensor(stream, shape, bound):
@@ -70,9 +57,7 @@ def uniform_tensor(stream, shape, bound):
 
 
 def batch():
-    pick, u1, u2, u3 = (uniforms(s, BATCH) for s in (1, 2, 3, 4))
-    x = (u1 + u2 + u3) / 3.0
-    ages = np.where(pick < 0.05, BIN_START + np.floor(97.0 * u1), BIN_START + np.floor(97.0 * (x * np.sqrt(x))))
+    ages = long_tailed_ages(BATCH)
     return uniform_tensor(5, (BATCH, D_IN), 1.0), torch.from_numpy(ages.astype(np.float32))
 
 

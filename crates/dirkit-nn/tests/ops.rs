@@ -293,6 +293,9 @@ fn linear_reads_non_contiguous_input_and_refuses_bad_shapes() -> Result<()> {
         "mixed dtypes"
     );
     assert!(linear(&x, &w.unsqueeze(0)?, None).is_err(), "3-d weight");
+    let empty_x = Tensor::zeros((4, 0), DType::F32, &CPU)?;
+    let empty_w = Tensor::zeros((3, 0), DType::F32, &CPU)?;
+    assert!(message(linear(&empty_x, &empty_w, None)).contains("at least one input"));
     let half = x.to_dtype(DType::F16)?;
     assert!(message(linear(&half, &w.to_dtype(DType::F16)?, None)).contains("f32 and f64"));
     Ok(())
@@ -526,6 +529,10 @@ fn bad_inputs_are_refused_with_errors() -> Result<()> {
         "kernel > input"
     );
     assert!(conv2d(&x.flatten_from(2)?, &w, 1, 1).is_err(), "rank 3");
+    let empty = Tensor::zeros((2, 3, 0, 5), DType::F32, &CPU)?;
+    assert!(message(conv2d(&empty, &w, 1, 1)).contains("non-empty image"));
+    let no_out = Tensor::zeros((0, 3, 3, 3), DType::F32, &CPU)?;
+    assert!(message(conv2d(&x, &no_out, 1, 1)).contains("channel"));
     let (one, zero) = (
         Tensor::ones(3, DType::F32, &CPU)?,
         Tensor::zeros(3, DType::F32, &CPU)?,

@@ -44,6 +44,13 @@ impl Geometry {
                 "(C_out, C_in, kh, kw) with C_in equal to the input's channels",
             );
         }
+        if c_in == 0 || c_out == 0 || h == 0 || wd == 0 {
+            return invalid(
+                "conv2d shapes",
+                format!("input {x:?}, weight {w:?}"),
+                "at least one channel in and out and a non-empty image",
+            );
+        }
         if stride == 0 {
             return invalid("conv2d stride", stride, "at least 1");
         }

@@ -26,6 +26,11 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_core
     let Some((&last, lead)) = dims.split_last() else {
         candle_core::bail!("linear: the input must have at least one dimension")
     };
+    if in_dim == 0 || out_dim == 0 {
+        candle_core::bail!(
+            "linear: the weight is {out_dim} × {in_dim}; a layer needs at least one input and one output feature"
+        );
+    }
     if last != in_dim {
         candle_core::bail!(
             "linear: input has {last} features per row but the weight is {out_dim} × {in_dim}"
@@ -132,6 +137,22 @@ impl LinearOp {
         y
     }
 
+    /// The CPU forward of both arities (with and without a bias).
+    fn cpu_forward(
+        &self,
+        (xs, xl): (&CpuStorage, &Layout),
+        (ws, wl): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let shape = Shape::from((self.0.rows, self.0.out_dim));
+        dispatch_float!("linear", xs.dtype(), T => {
+            let x = cpu_slice::<T>(xs, xl, "linear")?;
+            let w = cpu_slice::<T>(ws, wl, "linear")?;
+            let b = bias.map(|(s, l)| cpu_slice::<T>(s, l, "linear")).transpose()?;
+            Ok((T::to_cpu_storage_owned(self.run(x, w, b)), shape))
+        })
+    }
+
     fn backward(
         &self,
         x: &Tensor,
@@ -179,12 +200,7 @@ impl CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let shape = Shape::from((self.0.rows, self.0.out_dim));
-        dispatch_float!("linear", s1.dtype(), T => {
-            let x = cpu_slice::<T>(s1, l1, "linear")?;
-            let w = cpu_slice::<T>(s2, l2, "linear")?;
-            Ok((T::to_cpu_storage_owned(self.run(x, w, None)), shape))
-        })
+        self.cpu_forward((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -213,13 +229,7 @@ impl CustomOp3 for LinearOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let shape = Shape::from((self.0.rows, self.0.out_dim));
-        dispatch_float!("linear", s1.dtype(), T => {
-            let x = cpu_slice::<T>(s1, l1, "linear")?;
-            let w = cpu_slice::<T>(s2, l2, "linear")?;
-            let b = cpu_slice::<T>(s3, l3, "linear")?;
-            Ok((T::to_cpu_storage_owned(self.run(x, w, Some(b))), shape))
-        })
+        self.cpu_forward((s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
