@@ -2,7 +2,7 @@
 //! `AdamW` keeps its moments private, so a run could not resume where it stopped.
 //!
 //! On the CPU (f32 and f64 variables) a step is one fused pass over each variable that updates
-//! the parameters in place and the moments alongside them, split over rayon's pool for large
+//! the parameters in place and the moments alongside them, split over the kernels' thread team for large
 //! variables; elsewhere (CUDA, half precision) it composes candle's tensor ops. Both paths do
 //! the same arithmetic in the same order, so they give the same numbers.
 
@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var};
 use candle_nn::VarMap;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, invalid};
@@ -249,7 +248,7 @@ impl AdamFloat for f64 {
     }
 }
 
-/// Elements per rayon task of the fused update.
+/// Elements per task of the fused update on the kernels' thread team.
 const CHUNK: usize = 1 << 14;
 
 /// The fused CPU update of one variable (the destination) from its gradient (the source), with
@@ -320,12 +319,15 @@ impl<T: AdamFloat> InplaceOp2 for FusedUpdate<'_, T> {
             candle_core::bail!("adam-fused: parameter, gradient and moments differ in length")
         }
         if crate::ops::use_threads(theta.len(), theta.len().div_ceil(CHUNK)) {
-            theta
-                .par_chunks_mut(CHUNK)
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .zip(g.par_chunks(CHUNK))
-                .for_each(|(((th, m), v), g)| fused_update(&k, th, m, v, g));
+            let tasks: Vec<_> = theta
+                .chunks_mut(CHUNK)
+                .zip(m.chunks_mut(CHUNK))
+                .zip(v.chunks_mut(CHUNK))
+                .zip(g.chunks(CHUNK))
+                .collect();
+            crate::ops::team::map_tasks(tasks, true, |(((th, m), v), g)| {
+                fused_update(&k, th, m, v, g)
+            });
         } else {
             fused_update(&k, theta, &mut m, &mut v, g);
         }

@@ -178,8 +178,11 @@ impl Model {
     }
 
     /// One optimisation step on images `x` (N, 3, H, W) with targets `y` (N): forward in
-    /// training mode, the head's loss, backward, Adam (and σ's optimiser). Returns the loss.
-    pub fn train_step(&mut self, x: &Tensor, y: &Tensor, epoch: usize) -> Result<f32> {
+    /// training mode, the head's loss, backward, Adam (and σ's optimiser). Returns the loss as a
+    /// detached f32 scalar on the model's device: on a GPU the step may still be running when
+    /// this returns, and reading the value (`to_scalar`) waits for it, so a training loop reads
+    /// it after queueing the next step.
+    pub fn train_step(&mut self, x: &Tensor, y: &Tensor, epoch: usize) -> Result<Tensor> {
         let features = self.backbone.forward_t(x, true)?;
         let step = match &mut self.head {
             Head::Regression(h) => h.forward_train(&features, y, epoch)?,
@@ -190,7 +193,7 @@ impl Model {
         if let Some(o) = &mut self.sigma_opt {
             o.step(&grads)?;
         }
-        Ok(step.loss.to_dtype(DType::F32)?.to_scalar::<f32>()?)
+        Ok(step.loss.detach().to_dtype(DType::F32)?)
     }
 
     /// Predicted targets (N) of images `x`: batch norm in evaluation mode, no FDS.

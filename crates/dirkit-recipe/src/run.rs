@@ -205,7 +205,26 @@ impl Trainer {
             format!("epoch {}", epoch + 1),
         );
         let (mut loss_sum, mut compute, mut images) = (0.0f64, 0.0f64, 0usize);
+        // Each step's loss is read after the next step is queued, so that on a GPU the device
+        // never waits for the host between steps; the last one after the loop.
+        let mut pending: Option<(Tensor, usize)> = None;
         let started = Instant::now();
+        let mut settle = |pending: &mut Option<(Tensor, usize)>, images: usize| -> Result<()> {
+            let Some((loss, n)) = pending.take() else {
+                return Ok(());
+            };
+            let loss = loss.to_scalar::<f32>()?;
+            if !loss.is_finite() {
+                return Err(RecipeError::config(format!(
+                    "epoch {}: the training loss became {loss}; try a lower --lr",
+                    epoch + 1
+                )));
+            }
+            loss_sum += f64::from(loss) * n as f64;
+            let rate = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("loss {loss:.3} | {rate:.0} img/s"));
+            Ok(())
+        };
         let (load, wait) = for_each_batch(
             &data.train,
             &data.transform,
@@ -216,21 +235,17 @@ impl Trainer {
                 let t = Instant::now();
                 let (x, y) = tensors(batch, device)?;
                 let loss = model.train_step(&x, &y, epoch)?;
-                if !loss.is_finite() {
-                    return Err(RecipeError::config(format!(
-                        "epoch {}: the training loss became {loss}; try a lower --lr",
-                        epoch + 1
-                    )));
-                }
+                settle(&mut pending, images)?;
+                pending = Some((loss, n));
                 compute += t.elapsed().as_secs_f64();
-                loss_sum += f64::from(loss) * n as f64;
                 images += n;
-                let rate = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("loss {loss:.3} | {rate:.0} img/s"));
                 bar.inc(1);
                 Ok(())
             },
         )?;
+        let t = Instant::now();
+        settle(&mut pending, images)?;
+        compute += t.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok((
             loss_sum / images.max(1) as f64,

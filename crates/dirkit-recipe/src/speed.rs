@@ -92,7 +92,8 @@ pub fn measure(
         let load_s = t.elapsed().as_secs_f64();
         let (x, y) = to_tensors(batch)?;
         let t = Instant::now();
-        model.train_step(&x, &y, epoch)?;
+        // Reading the loss waits for the device to finish the step.
+        model.train_step(&x, &y, epoch)?.to_scalar::<f32>()?;
         let step_s = t.elapsed().as_secs_f64();
         if i >= warmup {
             load.push(load_s);

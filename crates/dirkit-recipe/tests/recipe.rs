@@ -63,9 +63,17 @@ fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
         let y: Vec<f32> = batch.ages.iter().map(|&a| a as f32).collect();
         let x = Tensor::from_vec(batch.pixels, &shape, &Device::Cpu).unwrap();
         let y = Tensor::from_vec(y, 32, &Device::Cpu).unwrap();
-        let before = model.train_step(&x, &y, 0).expect("step");
+        let before = model
+            .train_step(&x, &y, 0)
+            .expect("step")
+            .to_scalar::<f32>()
+            .expect("loss");
         // The loss the second step reports is the loss at the parameters after the first.
-        let after = model.train_step(&x, &y, 0).expect("step");
+        let after = model
+            .train_step(&x, &y, 0)
+            .expect("step")
+            .to_scalar::<f32>()
+            .expect("loss");
         assert!(before.is_finite() && after.is_finite());
         assert!(after < before, "{loss:?}: {before} -> {after}");
     }

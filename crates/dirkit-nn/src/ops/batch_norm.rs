@@ -123,14 +123,7 @@ fn train(
     eps: f64,
     act: Activation,
 ) -> candle_core::Result<(Tensor, BatchStats)> {
-    let (_, count) = check(x, weight, bias, eps)?;
-    if count < 2 {
-        return invalid(
-            "batch-norm batch",
-            format!("{:?}", x.shape()),
-            "more than one value per channel in training mode",
-        );
-    }
+    let (_, count) = check_train(x, weight, bias, eps)?;
     if !x.device().is_cpu() {
         let (y, stats) = candle_train(x, weight, bias, eps, count)?;
         let y = match residual {
@@ -250,12 +243,31 @@ fn module_forward(
             }
         };
     }
+    let running_mean = Var::from_tensor(bn.running_mean())?;
+    let running_var = Var::from_tensor(bn.running_var())?;
+    if !x.device().is_cpu() {
+        // On an accelerator the statistics stay on the device: no copy to the host, so
+        // nothing waits for the device to finish the batch.
+        let (channels, count) = check_train(x, &weight, &bias, bn.eps())?;
+        let (y, mean, var) = candle_train_tensors(x, &weight, &bias, bn.eps())?;
+        let m = bn.momentum();
+        let unbiased = count as f64 / (count - 1) as f64;
+        let blend = |running: &Var, batch: Tensor, scale: f64| -> candle_core::Result<()> {
+            let batch = batch.reshape(channels)?.to_dtype(running.dtype())?;
+            running.set(&((running.as_tensor() * (1.0 - m))? + (batch * (m * scale))?)?)
+        };
+        blend(&running_mean, mean, 1.0)?;
+        blend(&running_var, var, unbiased)?;
+        let y = match residual {
+            Some(r) => (y + r)?,
+            None => y,
+        };
+        return activate(y, act);
+    }
     let (y, stats) = match residual {
         None => batch_norm_train(x, &weight, &bias, bn.eps(), act)?,
         Some(r) => batch_norm_add_relu_train(x, &weight, &bias, r, bn.eps())?,
     };
-    let running_mean = Var::from_tensor(bn.running_mean())?;
-    let running_var = Var::from_tensor(bn.running_var())?;
     stats.update_running(&running_mean, &running_var, bn.momentum())?;
     Ok(y)
 }
@@ -286,6 +298,25 @@ fn check(
     Ok((channels, x.elem_count() / channels.max(1)))
 }
 
+/// [`check`], and that training mode has more than one value per channel (the unbiased
+/// variance needs two).
+fn check_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<(usize, usize)> {
+    let (channels, count) = check(x, weight, bias, eps)?;
+    if count < 2 {
+        return invalid(
+            "batch-norm batch",
+            format!("{:?}", x.shape()),
+            "more than one value per channel in training mode",
+        );
+    }
+    Ok((channels, count))
+}
+
 /// (1, C, 1, …): the shape a per-channel vector broadcasts from.
 fn broadcast_shape(x: &Tensor) -> Vec<usize> {
     let mut dims = vec![1; x.rank()];
@@ -309,6 +340,26 @@ fn candle_train(
     eps: f64,
     count: usize,
 ) -> candle_core::Result<(Tensor, BatchStats)> {
+    let (y, mean, var) = candle_train_tensors(x, weight, bias, eps)?;
+    let host = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
+        t.detach().flatten_all()?.to_dtype(DType::F64)?.to_vec1()
+    };
+    let stats = BatchStats {
+        mean: host(&mean)?,
+        var: host(&var)?,
+        count,
+    };
+    Ok((y, stats))
+}
+
+/// The device-generic training-mode forward from candle's ops: the output, and the batch mean
+/// and biased variance as (C, 1) tensors on the input's device (detached).
+fn candle_train_tensors(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let xt = x.transpose(0, 1)?;
     let transposed_dims = xt.dims().to_vec();
     let xt = xt.flatten_from(1)?.contiguous()?;
@@ -321,13 +372,5 @@ fn candle_train(
         .broadcast_add(&bias.reshape(((), 1))?)?
         .reshape(transposed_dims)?
         .transpose(0, 1)?;
-    let host = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
-        t.detach().flatten_all()?.to_dtype(DType::F64)?.to_vec1()
-    };
-    let stats = BatchStats {
-        mean: host(&mean)?,
-        var: host(&var)?,
-        count,
-    };
-    Ok((y, stats))
+    Ok((y, mean.detach(), var.detach()))
 }

@@ -8,7 +8,7 @@
 //! once per group instead of once per image. The backward, in one pass over the batch,
 //! accumulates the weight gradient `Σ dY · colsᵀ` and forms the input gradient as `Wᵀ · dY`
 //! folded back onto the images (col2im), group by group. When the work is large enough the
-//! images are split over rayon's threads, each thread's share with its own weight-gradient
+//! images are split over the kernels' thread team, each thread's share with its own weight-gradient
 //! accumulator, summed at the end (so the weight gradient's rounding depends on the thread
 //! count, as in PyTorch).
 
@@ -88,11 +88,7 @@ impl Conv2dOp {
         let mut y = vec![zero; g.n * g.y_len()];
         let weights = rm(w, g.c_out, k);
         let parallel = use_threads(g.flops(), g.n);
-        let threads = if parallel {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = if parallel { super::team::threads() } else { 1 };
         let group = group_size(&g, threads);
         // Scratch: the group's patch matrix and, for groups of several images, its output.
         let cols_len = if g.pointwise() && group == 1 {
@@ -219,7 +215,7 @@ impl Conv2dBackward {
         let parallel = use_threads(passes * g.flops(), g.n);
         // One weight-gradient accumulator per thread: the batch splits into that many shares.
         let shares = if parallel {
-            rayon::current_num_threads().min(g.n)
+            super::team::threads().min(g.n)
         } else {
             1
         };

@@ -5,16 +5,15 @@
 //! done through a transposed copy) and materialises transposed gradients. Here the forward
 //! starts every output row from the bias and accumulates `x Wᵀ` into it (faer's GEMM reads
 //! the transpose in place), and the backward forms `dx = dY W`, `dW = dYᵀ x` and
-//! `db = Σ_rows dY` directly. Large products are split over rayon's pool by output rows
+//! `db = Σ_rows dY` directly. Large products are split over the kernels' thread team by output rows
 //! (forward, `dx`) or by output features (`dW`, `db`), so no partial sums are merged and the
 //! result does not depend on the thread count.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 
 use super::gemm::{Float, rm, rm_mut};
-use super::{cpu_slice, dispatch_float, use_threads};
+use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
 
 /// `x Wᵀ + b` for `x` (…, in), `weight` (out, in) and `bias` (out): output (…, out), as
 /// `candle_nn::Linear` and PyTorch's `F.linear`. Differentiable in all three; on the CPU one
@@ -94,10 +93,10 @@ impl Geometry {
         self.rows * self.in_dim * self.out_dim
     }
 
-    /// Pieces to split `len` rows into on rayon's pool (1: the calling thread).
+    /// Pieces to split `len` rows into on the kernels' thread team (1: the calling thread).
     fn pieces(&self, len: usize, passes: usize) -> usize {
         if use_threads(passes * self.flops(), len) {
-            rayon::current_num_threads().min(len)
+            super::team::threads().min(len)
         } else {
             1
         }
@@ -128,9 +127,11 @@ impl LinearOp {
             );
         };
         if rows_per < g.rows {
-            y.par_chunks_mut(rows_per * g.out_dim)
-                .zip(x.par_chunks(rows_per * g.in_dim))
-                .for_each(product);
+            let tasks: Vec<_> = y
+                .chunks_mut(rows_per * g.out_dim)
+                .zip(x.chunks(rows_per * g.in_dim))
+                .collect();
+            map_tasks(tasks, true, product);
         } else if g.rows > 0 {
             product((&mut y, x));
         }
@@ -295,9 +296,8 @@ impl LinearBackward {
                 );
             };
             if rows_per < g.rows {
-                dx.par_chunks_mut(rows_per * g.in_dim)
-                    .enumerate()
-                    .for_each(block);
+                let tasks: Vec<_> = dx.chunks_mut(rows_per * g.in_dim).enumerate().collect();
+                map_tasks(tasks, true, block);
             } else if g.rows > 0 {
                 block((0, dx));
             }
@@ -343,9 +343,9 @@ impl LinearBackward {
             };
             let tasks: Vec<_> = dw_parts.into_iter().zip(db_parts).enumerate().collect();
             if pieces > 1 {
-                tasks
-                    .into_par_iter()
-                    .for_each(|(k, (dw_part, db_part))| block(k, dw_part, db_part));
+                map_tasks(tasks, true, |(k, (dw_part, db_part))| {
+                    block(k, dw_part, db_part)
+                });
             } else {
                 for (k, (dw_part, db_part)) in tasks {
                     block(k, dw_part, db_part);

@@ -15,8 +15,8 @@
 //! Every function takes NCHW tensors on any device: on the CPU it runs the custom op (f32 or
 //! f64; other dtypes are refused with an error naming the op), elsewhere (CUDA) it composes
 //! candle's ops, so models can call these unconditionally. Inputs that are not contiguous are
-//! copied first. Work is split over rayon's pool (`RAYON_NUM_THREADS`) when there is enough of
-//! it. The backward passes are computed by custom ops without gradients of their own: second
+//! copied first. Work is split over a team of threads that stay awake between kernels
+//! (`team`; as many as rayon's pool, `RAYON_NUM_THREADS`) when there is enough of it. The backward passes are computed by custom ops without gradients of their own: second
 //! derivatives through these ops are not supported.
 
 mod batch_norm;
@@ -27,6 +27,7 @@ mod im2col;
 mod linear;
 mod reduce;
 mod relu;
+pub(crate) mod team;
 
 pub use batch_norm::{
     Activation, BatchStats, batch_norm_add_relu_t, batch_norm_add_relu_train, batch_norm_eval,
@@ -37,48 +38,16 @@ pub use linear::linear;
 pub use relu::{add_relu, relu};
 
 use candle_core::{CpuStorage, DType, Layout, WithDType};
-use rayon::prelude::*;
+use team::{map_tasks, map_tasks_with};
 
 /// Floating-point operations (or element visits) below which a kernel stays on the calling
 /// thread: splitting costs a few microseconds, about this much work.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
-/// on rayon's pool.
+/// on the [`team`].
 pub(crate) fn use_threads(work: usize, tasks: usize) -> bool {
-    tasks > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
-}
-
-/// `f` applied to every task, in order; on rayon's pool when `parallel`.
-fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
-where
-    I: Send,
-    R: Send,
-    F: Fn(I) -> R + Sync + Send,
-{
-    if parallel {
-        tasks.into_par_iter().map(f).collect()
-    } else {
-        tasks.into_iter().map(f).collect()
-    }
-}
-
-/// `f(scratch, task)` applied to every task, in order, with scratch space made by `init`: one
-/// for all tasks on the calling thread, or one per piece of work rayon splits off when
-/// `parallel`.
-fn map_tasks_with<I, R, S, G, F>(tasks: Vec<I>, parallel: bool, init: G, f: F) -> Vec<R>
-where
-    I: Send,
-    R: Send,
-    G: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, I) -> R + Sync + Send,
-{
-    if parallel {
-        tasks.into_par_iter().map_init(init, f).collect()
-    } else {
-        let mut scratch = init();
-        tasks.into_iter().map(|t| f(&mut scratch, t)).collect()
-    }
+    tasks > 1 && work >= PARALLEL_MIN_WORK && team::threads() > 1
 }
 
 /// The elements of a contiguous CPU storage of element type `T`.

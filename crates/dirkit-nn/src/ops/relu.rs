@@ -4,10 +4,9 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 
 use super::gemm::Float;
-use super::{cpu_slice, dispatch_float, use_threads};
+use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
 use crate::error::NnError;
 
 /// Elements per parallel chunk of an element-wise kernel.
@@ -41,13 +40,12 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
-/// Calls `f(chunk, offset)` over consecutive chunks of `out` that together cover it, on
-/// rayon's pool when `out` is long; `offset` is the chunk's start in `out`.
+/// Calls `f(chunk, offset)` over consecutive chunks of `out` that together cover it, on the
+/// kernels' thread team when `out` is long; `offset` is the chunk's start in `out`.
 fn map_into<T: Float>(out: &mut [T], f: impl Fn(&mut [T], usize) + Sync) {
     if use_threads(out.len(), out.len() / CHUNK) {
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| f(chunk, i * CHUNK));
+        let tasks: Vec<_> = out.chunks_mut(CHUNK).enumerate().collect();
+        map_tasks(tasks, true, |(i, chunk)| f(chunk, i * CHUNK));
     } else {
         f(out, 0);
     }
