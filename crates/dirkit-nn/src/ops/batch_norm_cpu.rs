@@ -17,6 +17,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 use super::Activation;
+use super::fresh::{Fresh, pieces, with_fresh_output};
 use super::gemm::Float;
 use super::reduce::PairSums;
 use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
@@ -174,11 +175,10 @@ impl BatchNormOp {
         let offset: Vec<f64> = (0..c)
             .map(|ch| beta[ch].to_f64() - mean[ch] * alpha[ch])
             .collect();
-        let mut y = vec![T::from_f64(0.0); x.len()];
-        if s > 0 {
+        let (y, _) = with_fresh_output(x.len(), pieces(x.len(), s), |planes| {
             let mut residual = r.map(|r| r.chunks(s));
-            let tasks: Vec<_> = y
-                .chunks_mut(s)
+            let tasks: Vec<_> = planes
+                .into_iter()
                 .zip(x.chunks(s))
                 .map(|(y_p, x_p)| (y_p, x_p, residual.as_mut().and_then(|it| it.next())))
                 .enumerate()
@@ -189,10 +189,10 @@ impl BatchNormOp {
                 |(i, (y_p, x_p, r_p))| {
                     let ch = i % c;
                     let coefficients = (T::from_f64(alpha[ch]), T::from_f64(offset[ch]));
-                    normalise_plane(x_p, r_p, y_p, coefficients, self.act);
+                    normalise_plane(x_p, r_p, y_p.zeroed(), coefficients, self.act);
                 },
-            );
-        }
+            )
+        });
         *guard = Some(Saved { mean, var, alpha });
         Ok(y)
     }
@@ -383,13 +383,13 @@ impl BatchNormBackward {
             })
             .collect();
         let nr = if self.residual { x.len() } else { 0 };
-        let mut out = vec![T::from_f64(0.0); x.len() + nr + 2 * c];
-        let (dx, rest) = out.split_at_mut(x.len());
-        let (dr, params) = rest.split_at_mut(nr);
-        if s > 0 {
-            let mut dr_planes = dr.chunks_mut(s);
-            let tasks: Vec<_> = dx
-                .chunks_mut(s)
+        // Parts: dx plane by plane, dr plane by plane, then (dγ, dβ).
+        let parts = pieces(x.len(), s).chain(pieces(nr, s)).chain([2 * c]);
+        let (out, ()) = with_fresh_output(x.len() + nr + 2 * c, parts, |mut parts| {
+            let params = parts.pop().expect("the parameter part").zeroed();
+            let mut dr_planes = parts.split_off(parts.len() - nr / s.max(1)).into_iter();
+            let tasks: Vec<_> = parts
+                .into_iter()
                 .zip(x.chunks(s).zip(y.chunks(s)).zip(dy.chunks(s)))
                 .map(|(dx_p, inputs)| (dx_p, dr_planes.next(), inputs))
                 .enumerate()
@@ -398,6 +398,7 @@ impl BatchNormBackward {
                 tasks,
                 use_threads(x.len(), n * c),
                 |(i, (dx_p, dr_p, ((x_p, y_p), dy_p)))| {
+                    let (dx_p, dr_p) = (dx_p.zeroed(), dr_p.map(Fresh::zeroed));
                     let ch = i % c;
                     let alpha = T::from_f64(saved.alpha[ch]);
                     let (c0, c1) = (T::from_f64(shifts[ch].0), T::from_f64(shifts[ch].1));
@@ -429,12 +430,12 @@ impl BatchNormBackward {
                     }
                 },
             );
-        }
-        let (dgamma, dbeta) = params.split_at_mut(c);
-        for (ch, &[sg, sgd]) in sums.iter().enumerate() {
-            dgamma[ch] = T::from_f64(sgd * invstd[ch]);
-            dbeta[ch] = T::from_f64(sg);
-        }
+            let (dgamma, dbeta) = params.split_at_mut(c);
+            for (ch, &[sg, sgd]) in sums.iter().enumerate() {
+                dgamma[ch] = T::from_f64(sgd * invstd[ch]);
+                dbeta[ch] = T::from_f64(sg);
+            }
+        });
         out
     }
 }

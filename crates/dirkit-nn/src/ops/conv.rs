@@ -15,6 +15,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
+use super::fresh::{Fresh, pieces, with_fresh_output};
 use super::gemm::{Float, rm, rm_mut};
 use super::im2col::Geometry;
 use super::{cpu_slice, dispatch_float, map_tasks_with, use_threads};
@@ -85,7 +86,6 @@ impl Conv2dOp {
         let g = self.0;
         let (k, p) = (g.k(), g.p());
         let zero = T::from_f64(0.0);
-        let mut y = vec![zero; g.n * g.y_len()];
         let weights = rm(w, g.c_out, k);
         let parallel = use_threads(g.flops(), g.n);
         let threads = if parallel { super::team::threads() } else { 1 };
@@ -97,41 +97,42 @@ impl Conv2dOp {
             k * p * group
         };
         let out_len = if group > 1 { g.c_out * p * group } else { 0 };
-        let tasks: Vec<_> = y
-            .chunks_mut(group * g.y_len())
-            .zip(x.chunks(group * g.x_len()))
-            .collect();
-        map_tasks_with(
-            tasks,
-            parallel,
-            || (vec![zero; cols_len], vec![zero; out_len]),
-            |(cols, out), (y_g, x_g)| {
-                let m = x_g.len() / g.x_len();
-                if m == 1 {
-                    let patches: &[T] = if g.pointwise() {
-                        x_g
-                    } else {
-                        let cols = &mut cols[..k * p];
-                        g.im2col(x_g, cols);
-                        cols
-                    };
-                    T::matmul(rm_mut(y_g, g.c_out, p), weights, rm(patches, k, p), false);
-                    return;
-                }
-                let width = m * p;
-                for (i, x_n) in x_g.chunks(g.x_len()).enumerate() {
-                    g.im2col_strided(x_n, &mut cols[i * p..], width);
-                }
-                let out = &mut out[..g.c_out * width];
-                T::matmul(
-                    rm_mut(out, g.c_out, width),
-                    weights,
-                    rm(&cols[..k * width], k, width),
-                    false,
-                );
-                scatter(out, y_g, g.c_out, p);
-            },
-        );
+        let len = g.n * g.y_len();
+        let (y, _) = with_fresh_output(len, pieces(len, group * g.y_len()), |parts| {
+            let tasks: Vec<_> = parts.into_iter().zip(x.chunks(group * g.x_len())).collect();
+            map_tasks_with(
+                tasks,
+                parallel,
+                || (vec![zero; cols_len], vec![zero; out_len]),
+                |(cols, out), (y_g, x_g)| {
+                    let y_g = y_g.zeroed();
+                    let m = x_g.len() / g.x_len();
+                    if m == 1 {
+                        let patches: &[T] = if g.pointwise() {
+                            x_g
+                        } else {
+                            let cols = &mut cols[..k * p];
+                            g.im2col(x_g, cols);
+                            cols
+                        };
+                        T::matmul(rm_mut(y_g, g.c_out, p), weights, rm(patches, k, p), false);
+                        return;
+                    }
+                    let width = m * p;
+                    for (i, x_n) in x_g.chunks(g.x_len()).enumerate() {
+                        g.im2col_strided(x_n, &mut cols[i * p..], width);
+                    }
+                    let out = &mut out[..g.c_out * width];
+                    T::matmul(
+                        rm_mut(out, g.c_out, width),
+                        weights,
+                        rm(&cols[..k * width], k, width),
+                        false,
+                    );
+                    scatter(out, y_g, g.c_out, p);
+                },
+            )
+        });
         y
     }
 }
@@ -209,8 +210,7 @@ impl Conv2dBackward {
         let (k, p) = (g.k(), g.p());
         let nw = if self.weight_grad { g.c_out * k } else { 0 };
         let zero = T::from_f64(0.0);
-        let mut out = vec![zero; self.input_len() + nw];
-        let (dx, dw) = out.split_at_mut(self.input_len());
+        let nx = self.input_len();
         let passes = usize::from(self.input_grad) + usize::from(self.weight_grad);
         let parallel = use_threads(passes * g.flops(), g.n);
         // One weight-gradient accumulator per thread: the batch splits into that many shares.
@@ -221,12 +221,8 @@ impl Conv2dBackward {
         };
         let share = g.n.div_ceil(shares).max(1);
         let group = group_size(&g, shares);
-        let mut dx_shares = dx.chunks_mut(share * g.x_len());
-        let tasks: Vec<_> = x
-            .chunks(share * g.x_len())
-            .zip(dy.chunks(share * g.y_len()))
-            .map(|(xs, dys)| (xs, dys, dx_shares.next()))
-            .collect();
+        // The input gradient in one part per share, then the weight gradient.
+        let parts = pieces(nx, share * g.x_len()).chain([nw]);
         let cols_len = if g.pointwise() && group == 1 {
             0
         } else {
@@ -291,23 +287,32 @@ impl Conv2dBackward {
             }
         };
         let scratch = || (vec![zero; cols_len], vec![zero; dy_len]);
-        if parallel {
-            let partials = map_tasks_with(tasks, true, scratch, |s, task| {
-                let mut partial = vec![zero; nw];
-                share_grads(s, &mut partial, task);
-                partial
-            });
-            for partial in &partials {
-                for (acc, v) in dw.iter_mut().zip(partial) {
-                    *acc += *v;
+        let (out, ()) = with_fresh_output(nx + nw, parts, |mut parts| {
+            let dw = parts.pop().expect("the weight-gradient part").zeroed();
+            let mut dx_shares = parts.into_iter();
+            let tasks: Vec<_> = x
+                .chunks(share * g.x_len())
+                .zip(dy.chunks(share * g.y_len()))
+                .map(|(xs, dys)| (xs, dys, dx_shares.next()))
+                .collect();
+            if parallel {
+                let partials = map_tasks_with(tasks, true, scratch, |s, (xs, dys, dxs)| {
+                    let mut partial = vec![zero; nw];
+                    share_grads(s, &mut partial, (xs, dys, dxs.map(Fresh::zeroed)));
+                    partial
+                });
+                for partial in &partials {
+                    for (acc, v) in dw.iter_mut().zip(partial) {
+                        *acc += *v;
+                    }
+                }
+            } else {
+                let mut s = scratch();
+                for (xs, dys, dxs) in tasks {
+                    share_grads(&mut s, dw, (xs, dys, dxs.map(Fresh::zeroed)));
                 }
             }
-        } else {
-            let mut s = scratch();
-            for task in tasks {
-                share_grads(&mut s, dw, task);
-            }
-        }
+        });
         out
     }
 }

@@ -15,13 +15,14 @@
 //! Every function takes NCHW tensors on any device: on the CPU it runs the custom op (f32 or
 //! f64; other dtypes are refused with an error naming the op), elsewhere (CUDA) it composes
 //! candle's ops, so models can call these unconditionally. Inputs that are not contiguous are
-//! copied first. Work is split over a team of threads that stay awake between kernels
-//! (`team`; as many as rayon's pool, `RAYON_NUM_THREADS`) when there is enough of it. The backward passes are computed by custom ops without gradients of their own: second
+//! copied first. Work is split over candle's CPU thread pool (`CANDLE_NUM_THREADS` or
+//! `RAYON_NUM_THREADS` threads) when there is enough of it. The backward passes are computed by custom ops without gradients of their own: second
 //! derivatives through these ops are not supported.
 
 mod batch_norm;
 mod batch_norm_cpu;
 mod conv;
+mod fresh;
 mod gemm;
 mod im2col;
 mod linear;

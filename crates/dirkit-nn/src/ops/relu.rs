@@ -5,6 +5,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 
+use super::fresh::{pieces, with_fresh_output};
 use super::gemm::Float;
 use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
 use crate::error::NnError;
@@ -40,38 +41,35 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
-/// Calls `f(chunk, offset)` over consecutive chunks of `out` that together cover it, on the
-/// kernels' thread team when `out` is long; `offset` is the chunk's start in `out`.
-fn map_into<T: Float>(out: &mut [T], f: impl Fn(&mut [T], usize) + Sync) {
-    if use_threads(out.len(), out.len() / CHUNK) {
-        let tasks: Vec<_> = out.chunks_mut(CHUNK).enumerate().collect();
-        map_tasks(tasks, true, |(i, chunk)| f(chunk, i * CHUNK));
-    } else {
-        f(out, 0);
-    }
+/// A vector of `len` elements written by `f(chunk, offset)` over consecutive chunks that
+/// together cover it (each zeroed first), on the kernels' thread pool when it is long;
+/// `offset` is the chunk's start.
+fn map_new<T: Float>(len: usize, f: impl Fn(&mut [T], usize) + Sync) -> Vec<T> {
+    let parallel = use_threads(len, len / CHUNK);
+    with_fresh_output(len, pieces(len, CHUNK), |parts| {
+        let tasks: Vec<_> = parts.into_iter().enumerate().collect();
+        map_tasks(tasks, parallel, |(i, part)| f(part.zeroed(), i * CHUNK));
+    })
+    .0
 }
 
 fn relu_forward<T: Float>(x: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut y = vec![zero; x.len()];
-    map_into(&mut y, |out, start| {
+    map_new(x.len(), |out, start| {
         for (o, &v) in out.iter_mut().zip(&x[start..]) {
             *o = if v < zero { zero } else { v };
         }
-    });
-    y
+    })
 }
 
 fn add_relu_forward<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut y = vec![zero; a.len()];
-    map_into(&mut y, |out, start| {
+    map_new(a.len(), |out, start| {
         for (o, (&u, &v)) in out.iter_mut().zip(a[start..].iter().zip(&b[start..])) {
             let s = u + v;
             *o = if s < zero { zero } else { s };
         }
-    });
-    y
+    })
 }
 
 /// The forward `x ↦ max(0, x)`.
@@ -151,9 +149,7 @@ impl CustomOp2 for ReluBackward {
         dispatch_float!(self.name(), s1.dtype(), T => {
             let y = cpu_slice::<T>(s1, l1, self.name())?;
             let dy = cpu_slice::<T>(s2, l2, self.name())?;
-            let zero = T::from_f64(0.0);
-            let mut dx = vec![zero; y.len()];
-            map_into(&mut dx, |out, start| {
+            let dx = map_new(y.len(), |out, start| {
                 for (o, (&v, &g)) in out.iter_mut().zip(y[start..].iter().zip(&dy[start..])) {
                     *o = T::keep_where_positive(g, v);
                 }
