@@ -163,6 +163,27 @@ fn conv2d_equals_candles_forward_and_gradients() -> Result<()> {
                 &format!("conv2d {dtype:?} {dims:?} k={k} s={s} p={p}"),
             )?;
         }
+        // Images whose patch matrix is formed in blocks of output rows (over 256 output
+        // pixels): a ragged last block (37 rows of 23 in blocks of 11), stride 2, rows wider
+        // than a block (one row per block) and a 1×1 stride-2 convolution.
+        for (i, &(dims, k, s, p)) in [
+            ([3, 4, 37, 23], 3, 1, 1),
+            ([2, 3, 45, 41], 3, 2, 1),
+            ([2, 2, 5, 300], 3, 1, 1),
+            ([2, 5, 40, 30], 1, 2, 0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = Var::from_tensor(&random(&dims, 90 + i as u64, dtype)?)?;
+            let w = Var::from_tensor(&random(&[6, dims[1], k, k], 95 + i as u64, dtype)?)?;
+            compare(
+                &[&x, &w],
+                |t| conv2d(t[0], t[1], s, p),
+                |t| t[0].conv2d(t[1], p, s, 1, 1),
+                &format!("conv2d {dtype:?} {dims:?} k={k} s={s} p={p}"),
+            )?;
+        }
         // A rectangular kernel and a batch larger than the number of image groups.
         let x = Var::from_tensor(&random(&[11, 3, 6, 8], 5, dtype)?)?;
         let w = Var::from_tensor(&random(&[2, 3, 3, 5], 6, dtype)?)?;

@@ -2,21 +2,22 @@
 //!
 //! The forward unrolls the input into a `(C_in·kh·kw) × (H_out·W_out)` matrix of patches per
 //! image (im2col; skipped for a lone image of a 1×1 stride-1 unpadded convolution, whose patches
-//! are the input itself) and multiplies it by the `C_out × (C_in·kh·kw)` weight matrix. Images
-//! with few output pixels are unrolled side by side, [`GROUP_COLUMNS`] output pixels at a time,
-//! so that late stages (a 2×2 output at 64 px) still make wide products that read the weight
-//! once per group instead of once per image. The backward, in one pass over the batch,
-//! accumulates the weight gradient `Σ dY · colsᵀ` and forms the input gradient as `Wᵀ · dY`
-//! folded back onto the images (col2im), group by group. When the work is large enough the
-//! images are split over the kernels' thread team, each thread's share with its own weight-gradient
-//! accumulator, summed at the end (so the weight gradient's rounding depends on the thread
-//! count, as in PyTorch).
+//! are the input itself) and multiplies it by the `C_out × (C_in·kh·kw)` weight matrix. Sizes
+//! aim at [`GROUP_COLUMNS`] output pixels per product: an image with more is unrolled block by
+//! block of output rows, so that its patches are still in cache when the product reads them;
+//! images with fewer are unrolled side by side, so that late stages (a 2×2 output at 64 px)
+//! still make wide products that read the weight once per group instead of once per image.
+//! The backward, in one pass over the batch, accumulates the weight gradient `Σ dY · colsᵀ`
+//! and forms the input gradient as `Wᵀ · dY` folded back onto the images (col2im), block by
+//! block or group by group. When the work is large enough the images are split over the
+//! kernels' thread pool, each thread's share with its own weight-gradient accumulator, summed
+//! at the end (so the weight gradient's rounding depends on the thread count, as in PyTorch).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 use super::fresh::{Fresh, pieces, with_fresh_output};
-use super::gemm::{Float, rm, rm_mut};
+use super::gemm::{Float, Scratch, rm, rm_mut};
 use super::im2col::Geometry;
 use super::{cpu_slice, dispatch_float, map_tasks_with, use_threads};
 
@@ -60,6 +61,30 @@ fn group_size(g: &Geometry, threads: usize) -> usize {
     size.min(g.n.div_ceil(threads.max(1)).max(1))
 }
 
+/// Output rows per block when one image's patch matrix is formed block by block: about
+/// [`GROUP_COLUMNS`] output pixels (at least one row).
+fn rows_per_block(g: &Geometry) -> usize {
+    (GROUP_COLUMNS / g.wo.max(1)).clamp(1, g.ho.max(1))
+}
+
+/// The blocks `[oy0, oy1)` of output rows one image's patch matrix is formed in.
+fn row_blocks(g: &Geometry) -> impl Iterator<Item = (usize, usize)> {
+    let (rows, ho) = (rows_per_block(g), g.ho);
+    (0..ho)
+        .step_by(rows)
+        .map(move |oy0| (oy0, (oy0 + rows).min(ho)))
+}
+
+/// Elements of the patch-matrix scratch for groups of `group` images: a block of rows of
+/// one image, or the whole group's matrix; none for a lone image of a pointwise convolution.
+fn cols_len(g: &Geometry, group: usize) -> usize {
+    match (group, g.pointwise()) {
+        (1, true) => 0,
+        (1, false) => g.k() * rows_per_block(g) * g.wo,
+        _ => g.k() * g.p() * group,
+    }
+}
+
 /// Copies a `rows × (m·p)` group matrix out into `m` per-image `rows × p` matrices stored one
 /// after another in `images`.
 fn scatter<T: Float>(group: &[T], images: &mut [T], rows: usize, p: usize) {
@@ -85,17 +110,12 @@ impl Conv2dOp {
     fn run<T: Float>(&self, x: &[T], w: &[T]) -> Vec<T> {
         let g = self.0;
         let (k, p) = (g.k(), g.p());
-        let zero = T::from_f64(0.0);
         let weights = rm(w, g.c_out, k);
         let parallel = use_threads(g.flops(), g.n);
         let threads = if parallel { super::team::threads() } else { 1 };
         let group = group_size(&g, threads);
         // Scratch: the group's patch matrix and, for groups of several images, its output.
-        let cols_len = if g.pointwise() && group == 1 {
-            0
-        } else {
-            k * p * group
-        };
+        let cols_len = cols_len(&g, group);
         let out_len = if group > 1 { g.c_out * p * group } else { 0 };
         let len = g.n * g.y_len();
         let (y, _) = with_fresh_output(len, pieces(len, group * g.y_len()), |parts| {
@@ -103,19 +123,25 @@ impl Conv2dOp {
             map_tasks_with(
                 tasks,
                 parallel,
-                || (vec![zero; cols_len], vec![zero; out_len]),
+                || (Scratch::new(cols_len), Scratch::new(out_len)),
                 |(cols, out), (y_g, x_g)| {
                     let y_g = y_g.zeroed();
                     let m = x_g.len() / g.x_len();
+                    if m == 1 && g.pointwise() {
+                        T::matmul(rm_mut(y_g, g.c_out, p), weights, rm(x_g, k, p), false);
+                        return;
+                    }
                     if m == 1 {
-                        let patches: &[T] = if g.pointwise() {
-                            x_g
-                        } else {
-                            let cols = &mut cols[..k * p];
-                            g.im2col(x_g, cols);
-                            cols
-                        };
-                        T::matmul(rm_mut(y_g, g.c_out, p), weights, rm(patches, k, p), false);
+                        // Block by block of output rows, so that the patches stay in cache
+                        // between im2col and the product.
+                        let mut y_n = rm_mut(y_g, g.c_out, p);
+                        for (oy0, oy1) in row_blocks(&g) {
+                            let width = (oy1 - oy0) * g.wo;
+                            let cols = &mut cols[..k * width];
+                            g.im2col_rows(x_g, cols, width, (oy0, oy1));
+                            let dst = y_n.as_mut().subcols_mut(oy0 * g.wo, width);
+                            T::matmul(dst, weights, rm(cols, k, width), false);
+                        }
                         return;
                     }
                     let width = m * p;
@@ -223,16 +249,12 @@ impl Conv2dBackward {
         let group = group_size(&g, shares);
         // The input gradient in one part per share, then the weight gradient.
         let parts = pieces(nx, share * g.x_len()).chain([nw]);
-        let cols_len = if g.pointwise() && group == 1 {
-            0
-        } else {
-            k * p * group
-        };
+        let cols_len = cols_len(&g, group);
         let dy_len = if group > 1 { g.c_out * p * group } else { 0 };
         let weights_t = rm(w, g.c_out, k).transpose();
         // One thread's share of the images, group by group: the weight gradient into
         // `partial`, the input gradient into its part of dx, with `cols` and `dyg` as scratch.
-        let share_grads = |(cols, dyg): &mut (Vec<T>, Vec<T>),
+        let share_grads = |(cols, dyg): &mut (Scratch<T>, Scratch<T>),
                            partial: &mut [T],
                            (xs, dys, mut dxs): Task<'_, T>| {
             let groups = xs
@@ -244,26 +266,34 @@ impl Conv2dBackward {
                 let dx_g = dxs
                     .as_deref_mut()
                     .map(|d| &mut d[j * group * g.x_len()..j * group * g.x_len() + m * g.x_len()]);
+                if m == 1 && !g.pointwise() {
+                    // Block by block of output rows, as the forward.
+                    let dy_n = rm(dy_g, g.c_out, p);
+                    let mut dx_n = dx_g;
+                    for (b, (oy0, oy1)) in row_blocks(&g).enumerate() {
+                        let width = (oy1 - oy0) * g.wo;
+                        let cols = &mut cols[..k * width];
+                        let dy_b = dy_n.subcols(oy0 * g.wo, width);
+                        if self.weight_grad {
+                            g.im2col_rows(x_g, cols, width, (oy0, oy1));
+                            let dst = rm_mut(partial, g.c_out, k);
+                            T::matmul(dst, dy_b, rm(cols, k, width).transpose(), j > 0 || b > 0);
+                        }
+                        if let Some(dx_n) = dx_n.as_deref_mut() {
+                            T::matmul(rm_mut(cols, k, width), weights_t, dy_b, false);
+                            g.col2im_rows(cols, dx_n, width, (oy0, oy1));
+                        }
+                    }
+                    continue;
+                }
                 if m == 1 {
-                    let cols = &mut cols[..if g.pointwise() { 0 } else { k * p }];
                     let dy_n = rm(dy_g, g.c_out, p);
                     if self.weight_grad {
-                        let patches: &[T] = if g.pointwise() {
-                            x_g
-                        } else {
-                            g.im2col(x_g, cols);
-                            cols
-                        };
                         let dst = rm_mut(partial, g.c_out, k);
-                        T::matmul(dst, dy_n, rm(patches, k, p).transpose(), j > 0);
+                        T::matmul(dst, dy_n, rm(x_g, k, p).transpose(), j > 0);
                     }
                     if let Some(dx_n) = dx_g {
-                        if g.pointwise() {
-                            T::matmul(rm_mut(dx_n, k, p), weights_t, dy_n, false);
-                        } else {
-                            T::matmul(rm_mut(cols, k, p), weights_t, dy_n, false);
-                            g.col2im(cols, dx_n);
-                        }
+                        T::matmul(rm_mut(dx_n, k, p), weights_t, dy_n, false);
                     }
                     continue;
                 }
@@ -286,7 +316,7 @@ impl Conv2dBackward {
                 }
             }
         };
-        let scratch = || (vec![zero; cols_len], vec![zero; dy_len]);
+        let scratch = || (Scratch::new(cols_len), Scratch::new(dy_len));
         let (out, ()) = with_fresh_output(nx + nw, parts, |mut parts| {
             let dw = parts.pop().expect("the weight-gradient part").zeroed();
             let mut dx_shares = parts.into_iter();

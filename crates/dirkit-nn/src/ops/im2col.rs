@@ -164,30 +164,38 @@ impl Geometry {
         self.stride == 1 && self.wo == self.w
     }
 
-    /// Unrolls one input image `x` (C_in, H, W) into `cols` (k × p, row-major), zeros where a
-    /// window reads padding.
-    pub(super) fn im2col<T: Float>(&self, x: &[T], cols: &mut [T]) {
-        self.im2col_strided(x, cols, self.p());
+    /// Unrolls one input image `x` (C_in, H, W) into the first `p` columns of a k-row matrix
+    /// `cols` whose rows are `row_stride ≥ p` apart (one image's block of a group's patch
+    /// matrix), zeros where a window reads padding.
+    pub(super) fn im2col_strided<T: Float>(&self, x: &[T], cols: &mut [T], row_stride: usize) {
+        self.im2col_rows(x, cols, row_stride, (0, self.ho));
     }
 
-    /// [`im2col`](Self::im2col) into the first `p` columns of a k-row matrix whose rows are
-    /// `row_stride ≥ p` apart (one image's block of a group's patch matrix).
-    pub(super) fn im2col_strided<T: Float>(&self, x: &[T], cols: &mut [T], row_stride: usize) {
-        let (p, wo, s) = (self.p(), self.wo, self.stride);
+    /// The patch-matrix columns of output rows `[oy0, oy1)` (`(oy1 − oy0)·W_out` columns) into
+    /// the first columns of a k-row matrix whose rows are `row_stride` apart.
+    pub(super) fn im2col_rows<T: Float>(
+        &self,
+        x: &[T],
+        cols: &mut [T],
+        row_stride: usize,
+        (oy0, oy1): (usize, usize),
+    ) {
+        let (wo, s) = (self.wo, self.stride);
+        let width = (oy1 - oy0) * wo;
         let zero = T::from_f64(0.0);
         let taps = self.taps();
-        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..p]);
+        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..width]);
         for ((r, start), plane) in self.patch_rows(&taps).zip(planes) {
-            let ((y0, y1), (x0, x1)) = (r.ys, r.xs);
-            if r.empty {
+            let Some((ya, yb, start)) = r.rows_within(start, (oy0, oy1), s * self.w) else {
                 plane.fill(zero);
                 continue;
-            }
-            plane[..y0 * wo].fill(zero);
-            plane[y1 * wo..].fill(zero);
-            let block = &mut plane[y0 * wo..y1 * wo];
+            };
+            let (x0, x1) = r.xs;
+            plane[..(ya - oy0) * wo].fill(zero);
+            plane[(yb - oy0) * wo..].fill(zero);
+            let block = &mut plane[(ya - oy0) * wo..(yb - oy0) * wo];
             if self.shifted_planes() {
-                // Output (oy, ox) reads input start + (oy − y0)·W + (ox − x0): one copy, then
+                // Output (oy, ox) reads input start + (oy − ya)·W + (ox − x0): one copy, then
                 // zero the columns outside [x0, x1), which read across a row edge.
                 let len = block.len() - x0 - (wo - x1);
                 block[x0..x0 + len].copy_from_slice(&x[start..start + len]);
@@ -210,25 +218,32 @@ impl Geometry {
         }
     }
 
-    /// Adds the patch-matrix gradient `cols` (k × p, row-major) onto one image's gradient `dx`
-    /// (C_in, H, W): the transpose of [`im2col`](Self::im2col). Overwrites the entries of
-    /// `cols` that belong to padding.
-    pub(super) fn col2im<T: Float>(&self, cols: &mut [T], dx: &mut [T]) {
-        self.col2im_strided(cols, dx, self.p());
+    /// The transpose of [`im2col_strided`](Self::im2col_strided): adds the first `p` columns
+    /// of the k-row matrix `cols` (rows `row_stride` apart) onto one image's gradient `dx`
+    /// (C_in, H, W), overwriting the entries of `cols` that belong to padding.
+    pub(super) fn col2im_strided<T: Float>(&self, cols: &mut [T], dx: &mut [T], row_stride: usize) {
+        self.col2im_rows(cols, dx, row_stride, (0, self.ho));
     }
 
-    /// [`col2im`](Self::col2im) from the first `p` columns of a k-row matrix whose rows are
-    /// `row_stride ≥ p` apart.
-    pub(super) fn col2im_strided<T: Float>(&self, cols: &mut [T], dx: &mut [T], row_stride: usize) {
-        let (p, wo, s) = (self.p(), self.wo, self.stride);
+    /// The transpose of [`im2col_rows`](Self::im2col_rows): adds the columns of output rows
+    /// `[oy0, oy1)` onto the image's gradient `dx`, overwriting the padding entries of `cols`.
+    pub(super) fn col2im_rows<T: Float>(
+        &self,
+        cols: &mut [T],
+        dx: &mut [T],
+        row_stride: usize,
+        (oy0, oy1): (usize, usize),
+    ) {
+        let (wo, s) = (self.wo, self.stride);
+        let width = (oy1 - oy0) * wo;
         let taps = self.taps();
-        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..p]);
+        let planes = cols.chunks_mut(row_stride).map(|row| &mut row[..width]);
         for ((r, start), plane) in self.patch_rows(&taps).zip(planes) {
-            let ((y0, y1), (x0, x1)) = (r.ys, r.xs);
-            if r.empty {
+            let Some((ya, yb, start)) = r.rows_within(start, (oy0, oy1), s * self.w) else {
                 continue;
-            }
-            let block = &mut plane[y0 * wo..y1 * wo];
+            };
+            let (x0, x1) = r.xs;
+            let block = &mut plane[(ya - oy0) * wo..(yb - oy0) * wo];
             if self.shifted_planes() {
                 // The transpose of im2col's block copy: padding entries zeroed, then one add.
                 zero_edges(block, wo, (x0, x1));
@@ -277,4 +292,19 @@ struct Tap {
     offset: usize,
     /// Whether no output pixel reads inside the image.
     empty: bool,
+}
+
+impl Tap {
+    /// The output rows `[ya, yb)` of `[oy0, oy1)` that read inside the image and the input
+    /// offset output `(ya, x0)` reads, given `start`, the offset output `(y0, x0)` reads, and
+    /// `row_step`, the input elements between two output rows; `None` if no row does.
+    fn rows_within(
+        &self,
+        start: usize,
+        (oy0, oy1): (usize, usize),
+        row_step: usize,
+    ) -> Option<(usize, usize, usize)> {
+        let (ya, yb) = (self.ys.0.max(oy0), self.ys.1.min(oy1));
+        (!self.empty && ya < yb).then(|| (ya, yb, start + (ya - self.ys.0) * row_step))
+    }
 }
