@@ -54,8 +54,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `f(scratch, task)` for every task, results in task order; on the team when `parallel`,
+/// Batches of consecutive tasks a job's participants claim, per thread: several, so that a
+/// participant that starts late or runs slow leaves its share to the others, and few, so that
+/// claiming costs little next to tiny tasks (a batch-norm plane of 16 values).
+const BATCHES_PER_THREAD: usize = 8;
+
+/// `f(scratch, task)` for every task, results in task order; on the pool when `parallel`,
 /// with scratch made by `init` once per participating thread (once in all otherwise).
+/// Participants claim consecutive batches of tasks.
 pub(crate) fn map_tasks_with<I, R, S, G, F>(tasks: Vec<I>, parallel: bool, init: G, f: F) -> Vec<R>
 where
     I: Send,
@@ -63,33 +69,40 @@ where
     G: Fn() -> S + Sync,
     F: Fn(&mut S, I) -> R + Sync,
 {
-    if !parallel || tasks.len() < 2 || threads() == 1 {
+    let n = tasks.len();
+    if !parallel || n < 2 || threads() == 1 {
         let mut scratch = init();
         return tasks.into_iter().map(|t| f(&mut scratch, t)).collect();
     }
-    let slots: Vec<Mutex<Option<I>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<R>>> = slots.iter().map(|_| Mutex::new(None)).collect();
+    let per_batch = n.div_ceil(threads() * BATCHES_PER_THREAD).max(1);
+    let mut batches: Vec<Mutex<Vec<I>>> = Vec::with_capacity(n.div_ceil(per_batch));
+    let mut rest = tasks.into_iter();
+    loop {
+        let batch: Vec<I> = rest.by_ref().take(per_batch).collect();
+        if batch.is_empty() {
+            break;
+        }
+        batches.push(Mutex::new(batch));
+    }
+    let results: Vec<Mutex<Vec<R>>> = batches.iter().map(|_| Mutex::new(Vec::new())).collect();
     let next = AtomicUsize::new(0);
     run(&|| {
         let mut scratch = None;
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(slot) = slots.get(i) else { break };
-            let Some(task) = lock(slot).take() else {
-                continue;
-            };
-            let r = f(scratch.get_or_insert_with(&init), task);
-            *lock(&results[i]) = Some(r);
+            let Some(batch) = batches.get(i) else { break };
+            let batch = std::mem::take(&mut *lock(batch));
+            let s = scratch.get_or_insert_with(&init);
+            let out: Vec<R> = batch.into_iter().map(|t| f(s, t)).collect();
+            *lock(&results[i]) = out;
         }
     });
-    results
+    let out: Vec<R> = results
         .into_iter()
-        .map(|r| {
-            r.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every task ran")
-        })
-        .collect()
+        .flat_map(|r| r.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    assert_eq!(out.len(), n, "every task ran");
+    out
 }
 
 /// `f(task)` for every task, results in task order; on the team when `parallel`.
