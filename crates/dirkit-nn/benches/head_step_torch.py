@@ -27,7 +27,9 @@ Install and run (CPU-only PyTorch is enough; keep the environment out of the rep
     /tmp/torch-venv/bin/python crates/dirkit-nn/benches/head_step_torch.py --threads 1 2
 
 Prints the median over --repeats runs of the mean step time of --steps steps (after a warm-up
-of the same length), steps/s, per loss and thread count.
+of the same length), steps/s, per loss and thread count, and next to it dirkit's median from the
+last `cargo bench` run (run it first with the same `RAYON_NUM_THREADS`) and the ratio
+PyTorch / dirkit (above 1: dirkit is faster).
 """
 
 import argparse
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 # The seeded streams and ages of the FDS bench (same directory; importing it runs no benchmark).
+from criterion_ratio import versus
 from fds_torch import BIN_START, long_tailed_ages, uniforms
 
 BATCH = 256
@@ -185,7 +188,11 @@ def main():
                     s.step()
                 runs.append((time.perf_counter() - t0) / args.steps)
             t = statistics.median(runs)
-            print(f"threads {threads}  {name:<10} {1e6 * t:8.1f} us/step  {1 / t:7.0f} steps/s")
+            bench_id = "mlp/dirkit" if name == "mlp" else f"loss/{name}"
+            print(
+                f"threads {threads}  {name:<10} {1e6 * t:8.1f} us/step  {1 / t:7.0f} steps/s"
+                + versus("head_step_b256", bench_id, t, "us")
+            )
 
 
 if __name__ == "__main__":

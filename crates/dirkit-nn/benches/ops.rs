@@ -13,8 +13,8 @@
 //!   bias, on the regression-head MLP's hidden layer (256 × 64 → 256) and a ResNet-18 feature
 //!   layer (256 × 512 → 512).
 //!
-//! Each iteration runs the forward and `backward()` from a gradient of ones. Threads: rayon's
-//! pool, sized by `RAYON_NUM_THREADS`:
+//! Each iteration runs the forward and `backward()` from a gradient of ones. Threads: candle's
+//! CPU thread pool, sized by `RAYON_NUM_THREADS` (or `CANDLE_NUM_THREADS`):
 //!
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench ops

@@ -11,7 +11,9 @@ betas (0.9, 0.999), eps 1e-8, weight decay 0.01), f32, on a fixed random batch:
 
 The models are built here (torchvision's layout and initialisation: Kaiming-normal fan-out
 convolutions, batch-norm scale 1 and shift 0) so that torchvision is not needed. Prints the
-median step time, steps/s and images/s per thread count.
+median step time, steps/s and images/s per thread count, and next to it dirkit's median from
+the last `cargo bench` run (run that first with the same `RAYON_NUM_THREADS`) and the ratio
+PyTorch / dirkit (above 1: dirkit is faster).
 
 Install and run (CPU-only PyTorch is enough):
 
@@ -25,6 +27,8 @@ import time
 
 import torch
 from torch import nn
+
+from criterion_ratio import versus
 
 
 class BasicBlock(nn.Module):
@@ -109,6 +113,7 @@ def bench(name, net, batch, size, steps):
     print(
         f"{name:22s} threads={torch.get_num_threads()}  step {median * 1e3:8.1f} ms"
         f"  (min {min(times) * 1e3:.1f})  {1 / median:6.2f} steps/s  {batch / median:7.1f} img/s"
+        + versus("resnet", name, median)
     )
 
 

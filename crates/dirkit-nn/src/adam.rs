@@ -2,9 +2,9 @@
 //! `AdamW` keeps its moments private, so a run could not resume where it stopped.
 //!
 //! On the CPU (f32 and f64 variables) a step is one fused pass over each variable that updates
-//! the parameters in place and the moments alongside them, split over the kernels' thread team for large
-//! variables; elsewhere (CUDA, half precision) it composes candle's tensor ops. Both paths do
-//! the same arithmetic in the same order, so they give the same numbers.
+//! the parameters in place and the moments alongside them, split over the kernels' thread pool
+//! for large variables; elsewhere (CUDA, half precision) it composes candle's tensor ops. Both
+//! paths do the same arithmetic in the same order, so they give the same numbers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -248,7 +248,7 @@ impl AdamFloat for f64 {
     }
 }
 
-/// Elements per task of the fused update on the kernels' thread team.
+/// Elements per task of the fused update on the kernels' thread pool.
 const CHUNK: usize = 1 << 14;
 
 /// The fused CPU update of one variable (the destination) from its gradient (the source), with
@@ -325,7 +325,7 @@ impl<T: AdamFloat> InplaceOp2 for FusedUpdate<'_, T> {
                 .zip(v.chunks_mut(CHUNK))
                 .zip(g.chunks(CHUNK))
                 .collect();
-            crate::ops::team::map_tasks(tasks, true, |(((th, m), v), g)| {
+            crate::ops::pool::map_tasks(tasks, true, |(((th, m), v), g)| {
                 fused_update(&k, th, m, v, g)
             });
         } else {

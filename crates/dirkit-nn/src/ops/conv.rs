@@ -112,7 +112,7 @@ impl Conv2dOp {
         let (k, p) = (g.k(), g.p());
         let weights = rm(w, g.c_out, k);
         let parallel = use_threads(g.flops(), g.n);
-        let threads = if parallel { super::team::threads() } else { 1 };
+        let threads = if parallel { super::pool::threads() } else { 1 };
         let group = group_size(&g, threads);
         // Scratch: the group's patch matrix and, for groups of several images, its output.
         let cols_len = cols_len(&g, group);
@@ -241,7 +241,7 @@ impl Conv2dBackward {
         let parallel = use_threads(passes * g.flops(), g.n);
         // One weight-gradient accumulator per thread: the batch splits into that many shares.
         let shares = if parallel {
-            super::team::threads().min(g.n)
+            super::pool::threads().min(g.n)
         } else {
             1
         };

@@ -1,10 +1,10 @@
 //! Output vectors that the kernels' tasks initialise themselves.
 //!
-//! `vec![0.0; n]` zeroes the whole output on the calling thread before a kernel overwrites it
-//! on the pool: for the multi-megabyte activations of a convolutional network the allocator's
-//! memset was the largest serial part of a two-thread training step. [`with_fresh_output`]
-//! instead hands the kernel its output as uninitialised parts; the task that fills a part
-//! first zeroes it ([`Fresh::zeroed`]), on its own thread and while the part is in its cache.
+//! `vec![0.0; n]` has the allocator zero the whole output on the calling thread before a
+//! kernel overwrites it on the pool; for the multi-megabyte activations of a convolutional
+//! network that memset is a large serial part of a training step. [`with_fresh_output`]
+//! instead hands the kernel its output as uninitialised parts; the task that fills a part first
+//! zeroes it ([`Fresh::zeroed`]), on its own thread and while the part is in its cache.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,9 +5,9 @@
 //! done through a transposed copy) and materialises transposed gradients. Here the forward
 //! starts every output row from the bias and accumulates `x Wᵀ` into it (faer's GEMM reads
 //! the transpose in place), and the backward forms `dx = dY W`, `dW = dYᵀ x` and
-//! `db = Σ_rows dY` directly. Large products are split over the kernels' thread team by output rows
-//! (forward, `dx`) or by output features (`dW`, `db`), so no partial sums are merged and the
-//! result does not depend on the thread count.
+//! `db = Σ_rows dY` directly. Large products are split over the kernels' thread pool by output
+//! rows (forward, `dx`) or by output features (`dW`, `db`), so no partial sums are merged and
+//! the result does not depend on the thread count.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -93,10 +93,10 @@ impl Geometry {
         self.rows * self.in_dim * self.out_dim
     }
 
-    /// Pieces to split `len` rows into on the kernels' thread team (1: the calling thread).
+    /// Pieces to split `len` rows into on the kernels' thread pool (1: the calling thread).
     fn pieces(&self, len: usize, passes: usize) -> usize {
         if use_threads(passes * self.flops(), len) {
-            super::team::threads().min(len)
+            super::pool::threads().min(len)
         } else {
             1
         }

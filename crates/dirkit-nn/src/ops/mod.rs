@@ -16,8 +16,9 @@
 //! f64; other dtypes are refused with an error naming the op), elsewhere (CUDA) it composes
 //! candle's ops, so models can call these unconditionally. Inputs that are not contiguous are
 //! copied first. Work is split over candle's CPU thread pool (`CANDLE_NUM_THREADS` or
-//! `RAYON_NUM_THREADS` threads) when there is enough of it. The backward passes are computed by custom ops without gradients of their own: second
-//! derivatives through these ops are not supported.
+//! `RAYON_NUM_THREADS` threads) when there is enough of it. The backward passes are computed
+//! by custom ops without gradients of their own: second derivatives through these ops are not
+//! supported.
 
 mod batch_norm;
 mod batch_norm_cpu;
@@ -26,9 +27,9 @@ mod fresh;
 mod gemm;
 mod im2col;
 mod linear;
+pub(crate) mod pool;
 mod reduce;
 mod relu;
-pub(crate) mod team;
 
 pub use batch_norm::{
     Activation, BatchStats, batch_norm_add_relu_t, batch_norm_add_relu_train, batch_norm_eval,
@@ -39,16 +40,16 @@ pub use linear::linear;
 pub use relu::{add_relu, relu};
 
 use candle_core::{CpuStorage, DType, Layout, WithDType};
-use team::{map_tasks, map_tasks_with};
+use pool::{map_tasks, map_tasks_with};
 
 /// Floating-point operations (or element visits) below which a kernel stays on the calling
 /// thread: splitting costs a few microseconds, about this much work.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
-/// on the [`team`].
+/// on candle's thread pool (see `pool`).
 pub(crate) fn use_threads(work: usize, tasks: usize) -> bool {
-    tasks > 1 && work >= PARALLEL_MIN_WORK && team::threads() > 1
+    tasks > 1 && work >= PARALLEL_MIN_WORK && pool::threads() > 1
 }
 
 /// The elements of a contiguous CPU storage of element type `T`.

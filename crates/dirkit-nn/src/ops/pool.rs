@@ -2,12 +2,12 @@
 //! (`candle_core::utils::barrier_pool`, `CANDLE_NUM_THREADS` or `RAYON_NUM_THREADS` threads,
 //! the caller included), which candle's element-wise ops use too.
 //!
-//! A training step alternates hundreds of these kernels with candle's ops. A pool of our own
-//! (rayon's, or a spinning team) sat beside candle's: candle's workers spin for a while after
-//! each of its ops, and ours either slept (waking a thread costs tens of microseconds on a
-//! virtual machine) or competed with candle's spinners for the same cores; one pool for both
-//! measured 10–20 % faster at two threads. Work is claimed from a shared counter, so a worker
-//! that starts late takes less, and results do not depend on who computed them.
+//! A training step alternates hundreds of these kernels with candle's ops, and candle's workers
+//! spin for a while after each of its ops. A second pool beside it would either sleep between
+//! kernels (waking a thread costs tens of microseconds on a virtual machine, paid per kernel) or
+//! compete with candle's spinning workers for the same cores; sharing candle's pool avoids both.
+//! Work is claimed in batches from a shared counter, so a worker that starts late takes less,
+//! and results do not depend on who computed them.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -105,7 +105,7 @@ where
     out
 }
 
-/// `f(task)` for every task, results in task order; on the team when `parallel`.
+/// `f(task)` for every task, results in task order; on the pool when `parallel`.
 pub(crate) fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
 where
     I: Send,
