@@ -11,9 +11,10 @@ betas (0.9, 0.999), eps 1e-8, weight decay 0.01), f32, on a fixed random batch:
 
 The models are built here (torchvision's layout and initialisation: Kaiming-normal fan-out
 convolutions, batch-norm scale 1 and shift 0) so that torchvision is not needed. Prints the
-median step time, steps/s and images/s per thread count, and next to it dirkit's median from
-the last `cargo bench` run (run that first with the same `RAYON_NUM_THREADS`) and the ratio
-PyTorch / dirkit (above 1: dirkit is faster).
+median step time, steps/s and images/s per thread count (with `--device cuda`, on the GPU; each
+step ends by reading the loss, so it waits for the device), and on the CPU next to it dirkit's
+median from the last `cargo bench` run (run that first with the same `RAYON_NUM_THREADS`) and
+the ratio PyTorch / dirkit (above 1: dirkit is faster).
 
 Install and run (CPU-only PyTorch is enough):
 
@@ -86,13 +87,14 @@ class ResNet18(nn.Module):
         return self.layers(y).mean((2, 3))
 
 
-def bench(name, net, batch, size, steps):
+def bench(name, net, batch, size, steps, device="cpu"):
     torch.manual_seed(0)
     head = nn.Linear(net.feature_dim, 1)
+    net, head = net.to(device), head.to(device)
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params)
-    x = torch.rand(batch, 3, size, size) * 2 - 1
-    y = torch.rand(batch, 1) * 2 - 1
+    x = (torch.rand(batch, 3, size, size) * 2 - 1).to(device)
+    y = (torch.rand(batch, 1) * 2 - 1).to(device)
     net.train()
 
     def step():
@@ -113,7 +115,7 @@ def bench(name, net, batch, size, steps):
     print(
         f"{name:22s} threads={torch.get_num_threads()}  step {median * 1e3:8.1f} ms"
         f"  (min {min(times) * 1e3:.1f})  {1 / median:6.2f} steps/s  {batch / median:7.1f} img/s"
-        + versus("resnet", name, median)
+        + (versus("resnet", name, median) if device == "cpu" else f"  ({device})")
     )
 
 
@@ -121,14 +123,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
     print(f"torch {torch.__version__}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        bench("cpu_small_32px_b64", ResNet18(width=16, small_stem=True), 64, 32, args.steps)
+        small = ResNet18(width=16, small_stem=True)
+        bench("cpu_small_32px_b64", small, 64, 32, args.steps, args.device)
         torch.manual_seed(0)
-        bench("resnet18_64px_b16", ResNet18(width=64), 16, 64, args.steps)
+        bench("resnet18_64px_b16", ResNet18(width=64), 16, 64, args.steps, args.device)
 
 
 if __name__ == "__main__":
