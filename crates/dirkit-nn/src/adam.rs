@@ -224,29 +224,27 @@ trait AdamFloat:
     fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]>;
 }
 
-impl AdamFloat for f32 {
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-    fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
-        match s {
-            CpuStorage::F32(v) => Ok(v),
-            _ => candle_core::bail!("adam-fused: the parameter is not f32"),
+macro_rules! impl_adam_float {
+    ($t:ty, $variant:ident) => {
+        impl AdamFloat for $t {
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
+                match s {
+                    CpuStorage::$variant(v) => Ok(v),
+                    _ => candle_core::bail!(concat!(
+                        "adam-fused: the parameter is not ",
+                        stringify!($t)
+                    )),
+                }
+            }
         }
-    }
+    };
 }
 
-impl AdamFloat for f64 {
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
-        match s {
-            CpuStorage::F64(v) => Ok(v),
-            _ => candle_core::bail!("adam-fused: the parameter is not f64"),
-        }
-    }
-}
+impl_adam_float!(f32, F32);
+impl_adam_float!(f64, F64);
 
 /// Elements per task of the fused update on the kernels' thread pool.
 const CHUNK: usize = 1 << 14;
