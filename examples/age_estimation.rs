@@ -679,6 +679,8 @@ fn run() -> Result<(), RecipeError> {
 }
 
 fn main() -> ExitCode {
+    // Steps reuse their freed tensors' memory instead of faulting in fresh pages (glibc).
+    dirkit::compute::memory::keep_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -19,11 +19,11 @@ use std::time::Instant;
 use candle_core::{DType, Module};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use common::{Args, Event, HIDDEN, Mlp, Tensors};
+use dirkit::compute::train::seeded_init;
 use dirkit::data::SinusoidTask;
 use dirkit::nn::binned::{
     BinnedHead, BinnedHeadConfig, BinnedLoss, Decoder, PriorSource, argmax_bins, posthoc_adjust,
 };
-use dirkit::nn::train::seeded_init;
 use dirkit::{
     Binning, ClassificationReport, LabelDensity, LdsConfig, OutOfRange, RegressionReport,
     ShotThresholds,
@@ -136,6 +136,8 @@ fn train_and_eval(
 }
 
 fn main() {
+    // Steps reuse their freed tensors' memory instead of faulting in fresh pages (glibc).
+    dirkit::compute::memory::keep_freed_memory();
     let args = match common::parse_args(25) {
         Ok(a) => a,
         Err(e) => {

@@ -19,12 +19,12 @@ use std::time::Instant;
 use candle_core::{DType, Module};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use common::{Args, Event, HIDDEN, Mlp, Tensors};
+use dirkit::compute::train::{fill, seeded_init};
 use dirkit::data::SinusoidTask;
 use dirkit::nn::fds::FdsConfig;
 use dirkit::nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit::nn::loss::balanced_mse::BalancedMseConfig;
 use dirkit::nn::loss::elementwise::RegressionLoss;
-use dirkit::nn::train::{fill, seeded_init};
 use dirkit::{Binning, LabelDensity, LdsConfig, OutOfRange, RegressionReport, ShotThresholds};
 
 #[derive(Clone, Copy)]
@@ -135,6 +135,8 @@ fn train_and_eval(
 }
 
 fn main() {
+    // Steps reuse their freed tensors' memory instead of faulting in fresh pages (glibc).
+    dirkit::compute::memory::keep_freed_memory();
     let args = match common::parse_args(25) {
         Ok(a) => a,
         Err(e) => {

@@ -15,8 +15,10 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use dirkit_compute::adam::{Adam, AdamParams};
+use dirkit_compute::models::{ResNet, ResNetConfig, init_resnet, max_pool2d};
+use dirkit_compute::ops::{self, Activation};
 use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange, SplitMix64};
-use dirkit_nn::adam::{Adam, AdamParams};
 use dirkit_nn::fds::FdsConfig;
 use dirkit_nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit_nn::loss::balanced_mse::{
@@ -25,8 +27,6 @@ use dirkit_nn::loss::balanced_mse::{
 use dirkit_nn::loss::elementwise::{FocalConfig, RegressionLoss};
 use dirkit_nn::loss::ghm::GhmRConfig;
 use dirkit_nn::loss::ranksim::RankSimConfig;
-use dirkit_nn::models::{ResNet, ResNetConfig, init_resnet, max_pool2d};
-use dirkit_nn::ops::{self, Activation};
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("this test needs a CUDA GPU")
@@ -199,7 +199,7 @@ fn small_net(
     match init {
         Some(source) => copy_to(source, &vm, device)?,
         None => {
-            dirkit_nn::train::seeded_init(&vm, 0)?;
+            dirkit_compute::train::seeded_init(&vm, 0)?;
             init_resnet(&vm, 0)?;
         }
     }
@@ -383,7 +383,7 @@ fn head_on(
     }
     match init {
         Some(source) => copy_to(source, &vm, device)?,
-        None => dirkit_nn::train::seeded_init(&vm, 1)?,
+        None => dirkit_compute::train::seeded_init(&vm, 1)?,
     }
     Ok((vm, head))
 }

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use dirkit::compute::nn::{Linear, linear};
 use dirkit::data::SinusoidTask;
 use dirkit::rng::SplitMix64;
 
@@ -58,7 +59,8 @@ pub fn task(seed: u64) -> SinusoidTask {
     SinusoidTask::generate(seed, 6000, INPUTS, 20)
 }
 
-/// Two ReLU layers: the "backbone" whose features the head sees.
+/// Two ReLU layers: the "backbone" whose features the head sees (dirkit-compute's linear
+/// layers, which keep these small products on one thread).
 pub struct Mlp {
     l1: Linear,
     l2: Linear,
@@ -68,8 +70,8 @@ impl Mlp {
     /// `INPUTS → HIDDEN → HIDDEN` with weights from `vb`.
     pub fn new(vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            l1: candle_nn::linear(INPUTS, HIDDEN, vb.pp("l1"))?,
-            l2: candle_nn::linear(HIDDEN, HIDDEN, vb.pp("l2"))?,
+            l1: linear(INPUTS, HIDDEN, vb.pp("l1"))?,
+            l2: linear(HIDDEN, HIDDEN, vb.pp("l2"))?,
         })
     }
 }

@@ -1,5 +1,8 @@
 //! The one error type of dirkit-data.
 
+use std::fmt;
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Everything dirkit-data can refuse: invalid hyper-parameters, bin indices, weights,
@@ -136,7 +139,7 @@ pub enum DataError {
         /// The CSV file.
         path: String,
         /// Every bad row, in file order.
-        rows: Vec<crate::dataset::BadRow>,
+        rows: Vec<BadRow>,
     },
     /// Image file names do not follow `id_name_age_gender.ext`: a summary line, then one line
     /// per file.
@@ -148,7 +151,7 @@ pub enum DataError {
         /// The image folder.
         dir: String,
         /// Every file whose name does not parse, sorted by name.
-        names: Vec<crate::split::BadName>,
+        names: Vec<BadName>,
     },
     /// An image file could not be read or decoded while loading a batch.
     #[error("{path}: cannot load the image: {message}")]
@@ -188,4 +191,50 @@ pub(crate) fn invalid<T>(
         value: value.to_string(),
         expected,
     })
+}
+
+/// One problem with one row of the index; a row with several problems gives several.
+///
+/// Displays as `file.csv:17: column 'age': '-3': expected a non-negative number`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRow {
+    /// The CSV file the row is in.
+    pub file: PathBuf,
+    /// 1-based line of the row.
+    pub line: usize,
+    /// The column at fault (`age`, `path` or `split`).
+    pub column: &'static str,
+    /// The field as written (lossily decoded when it is not UTF-8).
+    pub value: String,
+    /// What is wrong and what was expected.
+    pub reason: String,
+}
+
+impl fmt::Display for BadRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: column '{}': '{}': {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.value,
+            self.reason
+        )
+    }
+}
+
+/// An image whose file name does not parse; displays as `dir/file: what was expected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadName {
+    /// The file (folder joined with the name).
+    pub path: PathBuf,
+    /// What is wrong and what was expected.
+    pub reason: String,
+}
+
+impl fmt::Display for BadName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
 }

@@ -21,7 +21,6 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +28,7 @@ use std::path::{Path, PathBuf};
 use dirkit_core::SplitMix64;
 
 use crate::dataset::Split;
+pub use crate::error::BadName;
 use crate::error::{DataError, Result};
 
 /// Validation and test images per age in AgeDB-DIR (Yang et al. 2021).
@@ -92,21 +92,6 @@ pub fn parse_face_name(file_name: &str) -> std::result::Result<FaceName, String>
         age,
         gender,
     })
-}
-
-/// An image whose file name does not parse; displays as `dir/file: what was expected`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BadName {
-    /// The file (folder joined with the name).
-    pub path: PathBuf,
-    /// What is wrong and what was expected.
-    pub reason: String,
-}
-
-impl fmt::Display for BadName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.reason)
-    }
 }
 
 /// The images of a folder: `(file name, age)` of those whose names parse, and the others.

@@ -119,7 +119,7 @@ fn fds(c: &mut Criterion) {
     eprintln!(
         "threads: RAYON_NUM_THREADS={} -> candle uses {}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into()),
-        candle_core::utils::get_num_threads()
+        dirkit_compute::ops::pool::threads()
     );
     let dev = Device::Cpu;
     let data = Data::new(DIM);

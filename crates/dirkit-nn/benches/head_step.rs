@@ -6,12 +6,14 @@
 //!
 //! - `mlp/candle`: the same MLP from candle's own pieces (`candle_nn::Linear`, `Tensor::relu`,
 //!   a hand-written L1, `candle_nn::AdamW`), the baseline the kernels replace;
-//! - `mlp/dirkit`: [`dirkit_nn::ops::linear`] and [`dirkit_nn::ops::relu`], the head with L1, dirkit's
+//! - `mlp/dirkit`: [`dirkit_compute::ops::linear`] and [`dirkit_compute::ops::relu`], the head with L1, dirkit's
 //!   fused [`Adam`] in AdamW mode;
 //! - `loss/<name>`: the dirkit step with each regression loss — L1, MSE, Huber (β 1),
 //!   focal-L1 / focal-MSE (sigmoid, β 0.2, γ 1), Balanced MSE BMC / GAI (a fixed 3-component
 //!   mixture) / BNI (a fixed 97-bin prior), L1 with LDS weights, L1 with FDS calibration of the
 //!   256-d hidden features (diagonal, 97 bins).
+//!
+//! `head_step_b64/mlp/{candle,dirkit}` time the same two steps at batch 64.
 //!
 //! Run, with the thread count the PyTorch side uses:
 //!
@@ -19,6 +21,16 @@
 //! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench head_step
 //! /work/torch-venv/bin/python crates/dirkit-nn/benches/head_step_torch.py --threads 1
 //! ```
+//!
+//! Whether the default thread count ever loses to one thread (criterion prints each figure's
+//! change against the saved one-thread run):
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench head_step -- --save-baseline one
+//! cargo bench -p dirkit-nn --bench head_step -- --baseline one
+//! ```
+//!
+//! The bench keeps freed memory in the process ([`dirkit_compute::memory`]), as the examples do.
 //!
 //! Data and initial weights come from a counter-based splitmix64 stream (as in the FDS bench),
 //! so both sides start from the same numbers; each prints the first step's loss per
@@ -29,20 +41,21 @@ use std::hint::black_box;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use criterion::{Criterion, criterion_group, criterion_main};
+use dirkit_compute::adam::{Adam, AdamParams};
+use dirkit_compute::ops;
 use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
-use dirkit_nn::adam::{Adam, AdamParams};
 use dirkit_nn::fds::FdsConfig;
 use dirkit_nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit_nn::loss::balanced_mse::{
     BalancedMseConfig, BalancedMseVariant, BinPrior, GaussianMixture,
 };
 use dirkit_nn::loss::elementwise::{FocalActivation, FocalConfig, RegressionLoss};
-use dirkit_nn::ops;
 
 #[path = "common/streams.rs"]
 mod streams;
 use streams::{BIN_START, uniforms};
 
+/// Rows of the main batch (the PyTorch twin's); the thread-count comparison also runs 64.
 const BATCH: usize = 256;
 const D_IN: usize = 64;
 const HIDDEN: usize = 256;
@@ -58,11 +71,11 @@ fn uniform_tensor(stream: u64, dims: &[usize], bound: f64) -> Tensor {
     Tensor::from_vec(v, dims, &Device::Cpu).expect("tensor")
 }
 
-/// One batch: features `2u − 1` and AgeDB-like long-tailed ages 3…99.
-fn batch() -> (Tensor, Tensor) {
-    let ages: Vec<f32> = streams::ages(BATCH).iter().map(|&a| a as f32).collect();
-    let y = Tensor::from_vec(ages, BATCH, &Device::Cpu).expect("ages");
-    (uniform_tensor(5, &[BATCH, D_IN], 1.0), y)
+/// One batch of `rows`: features `2u − 1` and AgeDB-like long-tailed ages 3…99.
+fn batch(rows: usize) -> (Tensor, Tensor) {
+    let ages: Vec<f32> = streams::ages(rows).iter().map(|&a| a as f32).collect();
+    let y = Tensor::from_vec(ages, rows, &Device::Cpu).expect("ages");
+    (uniform_tensor(5, &[rows, D_IN], 1.0), y)
 }
 
 /// Sets the MLP's four tensors: PyTorch's default `U(±1/√fan_in)` from fixed streams, the
@@ -118,7 +131,7 @@ enum Extra {
 }
 
 impl DirkitStep {
-    fn new(loss: HeadLoss, extra: Extra) -> Self {
+    fn new(loss: HeadLoss, extra: Extra, rows: usize) -> Self {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let w = vb
@@ -137,7 +150,7 @@ impl DirkitStep {
         };
         let mut head = RegressionHead::new(config, vb.pp("head")).expect("head");
         init(&vm, "trunk", "head.linear");
-        let (x, y) = batch();
+        let (x, y) = batch(rows);
         let ages: Vec<f64> = y
             .to_dtype(DType::F64)
             .and_then(|t| t.to_vec1())
@@ -212,14 +225,14 @@ struct CandleStep {
 }
 
 impl CandleStep {
-    fn new() -> Self {
+    fn new(rows: usize) -> Self {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let l1 = candle_nn::linear(D_IN, HIDDEN, vb.pp("trunk")).expect("l1");
         let l2 = candle_nn::linear(HIDDEN, 1, vb.pp("head")).expect("l2");
         init(&vm, "trunk", "head");
         let opt = AdamW::new(vm.all_vars(), ParamsAdamW::default()).expect("adamw");
-        let (x, y) = batch();
+        let (x, y) = batch(rows);
         Self { l1, l2, opt, x, y }
     }
 
@@ -293,27 +306,35 @@ fn losses() -> Vec<(&'static str, HeadLoss, Extra)> {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the examples do: without it the batch-256 step spends half its time in page faults.
+    dirkit_compute::memory::keep_freed_memory();
     let check = std::env::var_os("HEAD_STEP_CHECK").is_some();
     let first = |t: Tensor| t.to_scalar::<f32>().expect("scalar");
     if check {
         println!(
             "first-step loss: mlp/candle {:.6}",
-            first(CandleStep::new().step())
+            first(CandleStep::new(BATCH).step())
         );
         for (name, loss, extra) in losses() {
             println!(
                 "first-step loss: {name} {:.6}",
-                first(DirkitStep::new(loss, extra).step())
+                first(DirkitStep::new(loss, extra, BATCH).step())
             );
         }
     }
-    let mut g = c.benchmark_group("head_step_b256");
-    let mut candle = CandleStep::new();
+    let mut g = c.benchmark_group("head_step_b64");
+    let mut candle = CandleStep::new(64);
     g.bench_function("mlp/candle", |b| b.iter(|| black_box(candle.step())));
-    let mut dirkit = DirkitStep::new(HeadLoss::Pointwise(RegressionLoss::L1), Extra::None);
+    let mut dirkit = DirkitStep::new(HeadLoss::Pointwise(RegressionLoss::L1), Extra::None, 64);
+    g.bench_function("mlp/dirkit", |b| b.iter(|| black_box(dirkit.step())));
+    g.finish();
+    let mut g = c.benchmark_group("head_step_b256");
+    let mut candle = CandleStep::new(BATCH);
+    g.bench_function("mlp/candle", |b| b.iter(|| black_box(candle.step())));
+    let mut dirkit = DirkitStep::new(HeadLoss::Pointwise(RegressionLoss::L1), Extra::None, BATCH);
     g.bench_function("mlp/dirkit", |b| b.iter(|| black_box(dirkit.step())));
     for (name, loss, extra) in losses() {
-        let mut s = DirkitStep::new(loss, extra);
+        let mut s = DirkitStep::new(loss, extra, BATCH);
         g.bench_function(format!("loss/{name}"), |b| b.iter(|| black_box(s.step())));
     }
     g.finish();

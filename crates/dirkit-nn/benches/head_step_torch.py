@@ -33,15 +33,20 @@ PyTorch / dirkit (above 1: dirkit is faster).
 """
 
 import argparse
+import pathlib
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+# dirkit's figure from the last `cargo bench` run (the helper lives with dirkit-compute's benches).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "dirkit-compute" / "benches"))
+from criterion_ratio import versus  # noqa: E402
+
 # The seeded streams and ages of the FDS bench (same directory; importing it runs no benchmark).
-from criterion_ratio import versus
 from fds_torch import BIN_START, long_tailed_ages, uniforms
 
 BATCH = 256

@@ -1,27 +1,27 @@
 //! The error type of dirkit-nn's configuration checks.
 
+use dirkit_compute::ComputeError;
 use thiserror::Error;
 
 /// A configuration or input refused by dirkit-nn. Tensor operations return
 /// `candle_core::Result`; this converts into `candle_core::Error` with `?`.
 #[derive(Debug, Error)]
 pub enum NnError {
-    /// A hyper-parameter is outside its valid range.
-    #[error("invalid {name} = {value}: {expected}")]
-    InvalidParameter {
-        /// Parameter name as the user would write it.
-        name: &'static str,
-        /// The value given, formatted.
-        value: String,
-        /// What a valid value looks like.
-        expected: &'static str,
-    },
-    /// Tensor shapes that do not fit together.
-    #[error("shape mismatch: {0}")]
-    Shape(String),
+    /// A hyper-parameter outside its valid range, or tensor shapes that do not fit together:
+    /// the same two kinds of refusal as dirkit-compute's layers and optimisers, so one type
+    /// describes both.
+    #[error(transparent)]
+    Invalid(#[from] ComputeError),
     /// An error from dirkit-core (binning, kernels, LDS).
     #[error(transparent)]
     Core(#[from] dirkit_core::CoreError),
+}
+
+impl NnError {
+    /// A [`ComputeError::Shape`]: tensors whose shapes do not fit, described by `message`.
+    pub fn shape(message: String) -> Self {
+        ComputeError::Shape(message).into()
+    }
 }
 
 impl From<NnError> for candle_core::Error {
@@ -30,29 +30,20 @@ impl From<NnError> for candle_core::Error {
     }
 }
 
-/// An [`NnError::InvalidParameter`].
+/// A [`ComputeError::InvalidParameter`] as an [`NnError`].
 pub(crate) fn bad(
     name: &'static str,
     value: impl std::fmt::Display,
     expected: &'static str,
 ) -> NnError {
-    NnError::InvalidParameter {
-        name,
-        value: value.to_string(),
-        expected,
-    }
+    dirkit_compute::error::bad(name, value, expected).into()
 }
 
-/// Returns an [`NnError::InvalidParameter`] as a candle error.
+/// Returns a [`ComputeError::InvalidParameter`] as a candle error.
 pub(crate) fn invalid<T>(
     name: &'static str,
     value: impl std::fmt::Display,
     expected: &'static str,
 ) -> candle_core::Result<T> {
-    Err(NnError::InvalidParameter {
-        name,
-        value: value.to_string(),
-        expected,
-    }
-    .into())
+    Err(bad(name, value, expected).into())
 }

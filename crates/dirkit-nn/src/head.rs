@@ -37,7 +37,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use dirkit_compute::nn::Linear;
 use dirkit_core::LabelDensity;
 use serde::{Deserialize, Serialize};
 
@@ -120,11 +121,11 @@ impl RegressionHead {
         if config.in_dim == 0 {
             return Err(crate::error::bad("in_dim", 0, "at least 1").into());
         }
-        let linear = candle_nn::linear(config.in_dim, 1, vb.pp("linear"))?;
+        let linear = dirkit_compute::nn::linear(config.in_dim, 1, vb.pp("linear"))?;
         let fds = match &config.fds {
             Some(f) => {
                 if f.feature_dim != config.in_dim {
-                    return Err(NnError::Shape(format!(
+                    return Err(NnError::shape(format!(
                         "FDS feature_dim {} differs from the head's in_dim {}",
                         f.feature_dim, config.in_dim
                     ))
@@ -158,7 +159,7 @@ impl RegressionHead {
     /// Trains with per-sample weights from a fitted label density (LDS). Point-wise losses only.
     pub fn with_label_density(mut self, density: LabelDensity) -> candle_core::Result<Self> {
         if !matches!(self.loss, LossState::Pointwise(_)) {
-            return Err(NnError::Shape(
+            return Err(NnError::shape(
                 "per-sample LDS weights apply to point-wise losses, not Balanced MSE or GHM-R"
                     .into(),
             )
@@ -314,7 +315,7 @@ impl RegressionHead {
         let (config, density): (RegressionHeadConfig, Option<LabelDensity>) =
             serde_json::from_slice(&meta).map_err(candle_core::Error::wrap)?;
         if config != self.config {
-            return Err(NnError::Shape(
+            return Err(NnError::shape(
                 "the saved head was built with another configuration".into(),
             )
             .into());
@@ -340,7 +341,7 @@ impl RegressionHead {
                 [hi, lo] => r.set_rng_state((u64::from(hi) << 32) | u64::from(lo)),
                 _ => {
                     return Err(
-                        NnError::Shape("head.ranksim_rng must hold two u32 words".into()).into(),
+                        NnError::shape("head.ranksim_rng must hold two u32 words".into()).into(),
                     );
                 }
             }

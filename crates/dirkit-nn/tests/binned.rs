@@ -917,7 +917,7 @@ fn binned_head_state_round_trips_ghm_counts_and_fds() -> Result<()> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &dev);
         let head = BinnedHead::new(config.clone(), &density, vb.pp("head"))?;
-        dirkit_nn::train::seeded_init(&varmap, seed)?;
+        dirkit_compute::train::seeded_init(&varmap, seed)?;
         Ok((varmap, head))
     };
     let (_vm, mut a) = build(2)?;

@@ -3,12 +3,12 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use dirkit_compute::train::seeded_init;
 use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
 use dirkit_nn::fds::{FdsConfig, StatsSource};
 use dirkit_nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit_nn::loss::balanced_mse::BalancedMseConfig;
 use dirkit_nn::loss::elementwise::RegressionLoss;
-use dirkit_nn::train::seeded_init;
 
 const D: usize = 6;
 

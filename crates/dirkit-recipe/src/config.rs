@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use dirkit_compute::models::ResNetConfig;
 use dirkit_core::{Binning, LdsConfig};
 use dirkit_nn::binned::{BinnedLoss, Decoder, PriorSource};
 use dirkit_nn::fds::FdsConfig;
 use dirkit_nn::loss::elementwise::{FocalConfig, RegressionLoss};
 use dirkit_nn::loss::ranksim::RankSimConfig;
-use dirkit_nn::models::ResNetConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};

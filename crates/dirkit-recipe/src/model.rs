@@ -5,16 +5,16 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use dirkit_compute::adam::{Adam, AdamParams};
+use dirkit_compute::models::{ResNet, init_resnet};
+use dirkit_compute::train::{MultiStepLr, fill, seeded_init};
 use dirkit_core::{Gmm1d, GmmConfig, LabelDensity, LdsConfig, OutOfRange};
-use dirkit_nn::adam::{Adam, AdamParams};
 use dirkit_nn::binned::{BinnedHead, BinnedHeadConfig};
 use dirkit_nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit_nn::loss::balanced_mse::{
     BalancedMseConfig, BalancedMseVariant, BinPrior, GaussianMixture,
 };
 use dirkit_nn::loss::ghm::GhmRConfig;
-use dirkit_nn::models::{ResNet, init_resnet};
-use dirkit_nn::train::{MultiStepLr, fill, seeded_init};
 
 use crate::config::{LossSpec, RunConfig};
 use crate::error::{RecipeError, Result};

@@ -6,9 +6,9 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use dirkit_compute::checkpoint::{load_checkpoint, save_checkpoint};
 use dirkit_core::{LabelDensity, OutOfRange};
 use dirkit_data::dataset::{Batch, epoch_batches};
-use dirkit_nn::checkpoint::{load_checkpoint, save_checkpoint};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 

@@ -2,12 +2,12 @@
 //! parallel with reproducible augmentation.
 
 use std::borrow::Borrow;
-use std::path::Path;
 
 use dirkit_core::SplitMix64;
 use image::RgbImage;
 use rayon::prelude::*;
 
+use super::decode::decode_rgb;
 use super::index::Record;
 use super::transform::{Transform, to_chw_into};
 use crate::epoch::{EpochSampler, epoch_rng};
@@ -53,21 +53,6 @@ impl Batch {
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> SplitMix64 {
     let key = epoch_rng(seed, epoch).next_u64();
     SplitMix64::new(SplitMix64::new(key ^ index as u64).next_u64())
-}
-
-/// Decodes an image file to 8-bit RGB; the format is sniffed from the content (so a PNG named
-/// `.jpg` still loads).
-pub(crate) fn decode_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
-    let img = image::io::Reader::open(path)
-        .map_err(|e| e.to_string())?
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err("the image has no pixels".into());
-    }
-    Ok(img.into_rgb8())
 }
 
 /// Loads `dataset[i]` for each `i` in `batch`: decoded, transformed by `t` and stacked, in

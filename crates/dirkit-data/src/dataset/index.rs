@@ -8,6 +8,7 @@ use std::str::FromStr;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::BadRow;
 use crate::error::{DataError, Result};
 
 /// The columns an index must have, in any order; other columns are ignored.
@@ -74,37 +75,6 @@ pub struct Record {
     pub path: PathBuf,
     /// Which split the row belongs to.
     pub split: Split,
-}
-
-/// One problem with one row of the index; a row with several problems gives several.
-///
-/// Displays as `file.csv:17: column 'age': '-3': expected a non-negative number`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BadRow {
-    /// The CSV file the row is in.
-    pub file: PathBuf,
-    /// 1-based line of the row.
-    pub line: usize,
-    /// The column at fault (`age`, `path` or `split`).
-    pub column: &'static str,
-    /// The field as written (lossily decoded when it is not UTF-8).
-    pub value: String,
-    /// What is wrong and what was expected.
-    pub reason: String,
-}
-
-impl fmt::Display for BadRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: column '{}': '{}': {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.value,
-            self.reason
-        )
-    }
 }
 
 /// A read index: the valid rows and every problem found, both in file order.
@@ -377,7 +347,7 @@ fn check_image(path: &Path, decode: bool) -> Option<String> {
         }
         Ok(_) => {}
     }
-    if decode && let Err(e) = super::batch::decode_rgb(path) {
+    if decode && let Err(e) = super::decode::decode_rgb(path) {
         return Some(format!("{}: {e}", path.display()));
     }
     None

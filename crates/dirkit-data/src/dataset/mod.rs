@@ -31,6 +31,7 @@
 //! ```
 
 mod batch;
+mod decode;
 mod index;
 mod transform;
 

@@ -26,15 +26,15 @@ pub(crate) fn check_labels(logits: &Tensor, labels: &Tensor) -> Result<(usize, u
     let (n, c) = match logits.dims() {
         [n, c] => (*n, *c),
         dims => {
-            return Err(NnError::Shape(format!("logits must be (N, C), got {dims:?}")).into());
+            return Err(NnError::shape(format!("logits must be (N, C), got {dims:?}")).into());
         }
     };
     if n == 0 || c == 0 {
-        return Err(NnError::Shape(format!("empty logits {:?}", logits.dims())).into());
+        return Err(NnError::shape(format!("empty logits {:?}", logits.dims())).into());
     }
     let flat = labels.flatten_all()?;
     if flat.dim(0)? != n {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "{} labels ({:?}) for {n} rows of logits",
             flat.dim(0)?,
             labels.dims()
@@ -47,7 +47,7 @@ pub(crate) fn check_labels(logits: &Tensor, labels: &Tensor) -> Result<(usize, u
         .enumerate()
         .find(|(_, y)| **y < 0 || **y >= c as i64)
     {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "label {y} of sample {i} is outside the {c} classes 0..{c}"
         ))
         .into());
@@ -94,7 +94,7 @@ pub(crate) fn sample_weights(
     let Some(w) = weights else { return Ok(None) };
     let w1 = w.flatten_all()?;
     if w1.dim(0)? != n {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "{} weights ({:?}) for a batch of {n}",
             w1.dim(0)?,
             w.dims()
@@ -143,7 +143,7 @@ pub(crate) fn bce_with_logits(x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// Checks `(N, C)` float targets against `(N, C)` logits and converts them to the logits' dtype.
 pub(crate) fn check_targets(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.dims() != targets.dims() || logits.rank() != 2 {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "logits {:?} and targets {:?} must both be (N, C)",
             logits.dims(),
             targets.dims()

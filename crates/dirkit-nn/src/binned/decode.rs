@@ -46,7 +46,7 @@ pub fn decode_tensor(
 ) -> Result<Tensor> {
     let c = logits.dim(D::Minus1)?;
     if values.len() != c {
-        return Err(NnError::Shape(format!("{} bin values for {c} classes", values.len())).into());
+        return Err(NnError::shape(format!("{} bin values for {c} classes", values.len())).into());
     }
     let by_argmax = |l: &Tensor| -> Result<Tensor> {
         let v = Tensor::from_slice(values, c, l.device())?.to_dtype(l.dtype())?;
@@ -57,7 +57,7 @@ pub fn decode_tensor(
         Decoder::Expectation => expectation(logits, values),
         Decoder::Adjusted { tau } => {
             let prior = train_prior.ok_or_else(|| {
-                NnError::Shape("the adjusted decoder needs the training prior".into())
+                NnError::shape("the adjusted decoder needs the training prior".into())
             })?;
             by_argmax(&posthoc_adjust(logits, prior, tau, test_prior)?)
         }

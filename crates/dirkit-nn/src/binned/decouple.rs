@@ -5,6 +5,7 @@
 
 use candle_core::{D, DType, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use dirkit_compute::ops::{linear, matmul};
 
 use crate::error::{NnError, invalid};
 
@@ -36,7 +37,7 @@ impl Lws {
         if let Some(b) = bias
             && b.dims() != [c]
         {
-            return Err(NnError::Shape(format!("bias {:?} for {c} classes", b.dims())).into());
+            return Err(NnError::shape(format!("bias {:?} for {c} classes", b.dims())).into());
         }
         Ok(Self {
             weight: weight.detach(),
@@ -53,11 +54,7 @@ impl Lws {
 
 impl Module for Lws {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut logits = x.matmul(&self.weight.t()?)?;
-        if let Some(b) = &self.bias {
-            logits = logits.broadcast_add(b)?;
-        }
-        logits.broadcast_mul(self.scales.as_tensor())
+        linear(x, &self.weight, self.bias.as_ref())?.broadcast_mul(self.scales.as_tensor())
     }
 }
 
@@ -86,12 +83,12 @@ impl NearestClassMean {
         let (n, d) = features.dims2()?;
         if labels.len() != n || n == 0 {
             return Err(
-                NnError::Shape(format!("{} labels for {n} feature rows", labels.len())).into(),
+                NnError::shape(format!("{} labels for {n} feature rows", labels.len())).into(),
             );
         }
         if let Some((i, &y)) = labels.iter().enumerate().find(|(_, y)| **y >= classes) {
             return Err(
-                NnError::Shape(format!("label {y} of sample {i} is not below {classes}")).into(),
+                NnError::shape(format!("label {y} of sample {i} is not below {classes}")).into(),
             );
         }
         let f = features.detach().to_dtype(DType::F64)?;
@@ -132,7 +129,7 @@ impl Module for NearestClassMean {
         let u = centred_unit(features, &self.centre)?;
         let uu = u.sqr()?.sum_keepdim(D::Minus1)?;
         let pp = self.prototypes.sqr()?.sum_keepdim(D::Minus1)?.t()?;
-        let cross = u.matmul(&self.prototypes.t()?)?;
+        let cross = matmul(&u, &self.prototypes.t()?)?;
         let dist = (uu.broadcast_add(&pp)? - (cross * 2.0)?)?;
         dist.neg()?.broadcast_add(&self.present)
     }
@@ -175,7 +172,7 @@ impl Module for NormedLinear {
                 .clamp(1e-12, f64::INFINITY)?;
             t.broadcast_div(&norm)
         };
-        unit(x)?.matmul(&unit(&self.weight)?.t()?)
+        matmul(&unit(x)?, &unit(&self.weight)?.t()?)
     }
 }
 

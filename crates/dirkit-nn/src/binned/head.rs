@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use dirkit_compute::nn::Linear;
 use dirkit_core::{Binning, LabelDensity, OutOfRange};
 use serde::{Deserialize, Serialize};
 
@@ -114,12 +115,12 @@ impl BinnedHead {
         };
         let layer = match config.classifier {
             Classifier::Linear => {
-                let linear = candle_nn::linear(config.in_dim, k, vb.pp("linear"))?;
+                let linear = dirkit_compute::nn::linear(config.in_dim, k, vb.pp("linear"))?;
                 if let (Some(tau), Some(b)) = (config.bias_init_tau, linear.bias()) {
                     let bias = prior_bias(&bins.prior, tau)?;
                     let t = Tensor::from_vec(bias, k, b.device())?.to_dtype(b.dtype())?;
                     if !b.is_variable() {
-                        return Err(NnError::Shape(
+                        return Err(NnError::shape(
                             "bias_init_tau needs a VarBuilder backed by a VarMap".into(),
                         )
                         .into());
@@ -131,7 +132,7 @@ impl BinnedHead {
             }
             Classifier::Cosine => {
                 if config.bias_init_tau.is_some() {
-                    return Err(NnError::Shape(
+                    return Err(NnError::shape(
                         "the cosine classifier has no bias to initialise".into(),
                     )
                     .into());
@@ -141,7 +142,7 @@ impl BinnedHead {
         };
         let fds = match &config.fds {
             Some(f) if f.feature_dim != config.in_dim => {
-                return Err(NnError::Shape(format!(
+                return Err(NnError::shape(format!(
                     "FDS feature_dim {} differs from the head's in_dim {}",
                     f.feature_dim, config.in_dim
                 ))
@@ -326,7 +327,7 @@ impl BinnedHead {
             serde_json::from_slice(&meta).map_err(candle_core::Error::wrap)?;
         let counts: Vec<f64> = get("binned.counts")?.to_vec1()?;
         if config != self.config || counts != self.bins.counts {
-            return Err(NnError::Shape(
+            return Err(NnError::shape(
                 "the saved head was built with another configuration or training set".into(),
             )
             .into());

@@ -88,7 +88,7 @@ impl ClassPrior {
         if eps == 0.0
             && let Some(b) = self.pi.iter().position(|&p| p <= 0.0)
         {
-            return Err(NnError::Shape(format!(
+            return Err(NnError::shape(format!(
                 "bin {b} has prior 0 and ε = 0: clamp the counts or use the LDS prior"
             ))
             .into());
@@ -105,7 +105,7 @@ impl ClassPrior {
     /// Checks that the prior has `classes` bins.
     pub(crate) fn expect_len(&self, classes: usize) -> Result<()> {
         if self.len() != classes {
-            return Err(NnError::Shape(format!(
+            return Err(NnError::shape(format!(
                 "the prior has {} bins but the logits have {classes} classes",
                 self.len()
             ))
@@ -124,12 +124,11 @@ fn check(mass: &[f64]) -> Result<()> {
         .enumerate()
         .find(|(_, m)| !(m.is_finite() && **m >= 0.0))
     {
-        return Err(NnError::InvalidParameter {
-            name: "prior mass",
-            value: format!("{m} (bin {b})"),
-            expected: "finite and non-negative",
-        }
-        .into());
+        return invalid(
+            "prior mass",
+            format!("{m} (bin {b})"),
+            "finite and non-negative",
+        );
     }
     Ok(())
 }

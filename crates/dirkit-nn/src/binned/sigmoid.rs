@@ -62,7 +62,7 @@ pub fn class_balanced_sigmoid(
 ) -> Result<Tensor> {
     let (n, c, y) = check_labels(logits, labels)?;
     if class_weights.len() != c {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "{} class weights for {c} classes",
             class_weights.len()
         ))
@@ -123,7 +123,7 @@ impl GhmC {
                     [m] if *m == n => v.reshape((n, 1))?.broadcast_as((n, c))?.contiguous()?,
                     [a, b] if (*a, *b) == (n, c) => v.clone(),
                     dims => {
-                        return Err(NnError::Shape(format!(
+                        return Err(NnError::shape(format!(
                             "valid mask {dims:?} for logits ({n}, {c})"
                         ))
                         .into());

@@ -18,7 +18,7 @@ pub const MV_LAMBDA_VARIANCE: f64 = 0.05;
 fn values_row(values: &[f64], logits: &Tensor) -> Result<Tensor> {
     let c = logits.dim(D::Minus1)?;
     if values.len() != c {
-        return Err(NnError::Shape(format!("{} bin values for {c} classes", values.len())).into());
+        return Err(NnError::shape(format!("{} bin values for {c} classes", values.len())).into());
     }
     Tensor::from_slice(values, (1, c), logits.device())?.to_dtype(logits.dtype())
 }
@@ -28,7 +28,7 @@ fn target_column(targets: &Tensor, logits: &Tensor) -> Result<Tensor> {
     let n = logits.dim(0)?;
     let t = targets.flatten_all()?;
     if t.dim(0)? != n {
-        return Err(NnError::Shape(format!("{} targets for {n} rows of logits", t.dim(0)?)).into());
+        return Err(NnError::shape(format!("{} targets for {n} rows of logits", t.dim(0)?)).into());
     }
     t.to_dtype(logits.dtype())?.reshape((n, 1))
 }
@@ -58,7 +58,7 @@ pub fn gaussian_soft_labels(
 /// same gradient; KL is what DLDL reports.
 pub fn soft_label_terms(logits: &Tensor, soft: &Tensor) -> Result<(Tensor, Tensor)> {
     if logits.dims() != soft.dims() {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "soft labels {:?} for logits {:?}",
             soft.dims(),
             logits.dims()

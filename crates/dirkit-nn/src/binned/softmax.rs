@@ -100,7 +100,7 @@ pub fn pairwise_margin_terms(
 ) -> Result<Tensor> {
     let (n, c, y) = check_labels(logits, labels)?;
     if alpha.len() != c || delta.len() != c * c {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "pairwise margins need {c} alphas and {c}×{c} deltas, got {} and {}",
             alpha.len(),
             delta.len()
@@ -147,7 +147,7 @@ pub fn ldam_terms(logits: &Tensor, labels: &Tensor, margins: &[f64], scale: f64)
     let (n, c, y) = check_labels(logits, labels)?;
     if margins.len() != c {
         return Err(
-            NnError::Shape(format!("{} LDAM margins for {c} classes", margins.len())).into(),
+            NnError::shape(format!("{} LDAM margins for {c} classes", margins.len())).into(),
         );
     }
     if !(scale.is_finite() && scale > 0.0) {
@@ -246,7 +246,7 @@ pub fn ldam_repo_focal_terms(
         let (_, c, y) = check_labels(logits, labels)?;
         if w.len() != c {
             return Err(
-                NnError::Shape(format!("{} class weights for {c} classes", w.len())).into(),
+                NnError::shape(format!("{} class weights for {c} classes", w.len())).into(),
             );
         }
         ce = (ce * class_weights_of(w, &y, logits.dtype())?)?;

@@ -45,7 +45,7 @@ impl Raw {
             .zip(self.pending.iter_mut())
             .filter(|(_, rows)| !rows.is_empty())
             .collect();
-        let threads = candle_core::utils::get_num_threads();
+        let threads = dirkit_compute::ops::pool::threads();
         let (outer, inner) = if work.len() >= 4 * threads {
             (threads, 1)
         } else {
@@ -143,7 +143,7 @@ impl Accumulator {
                 Raw::fold(
                     &mut base.bins[b],
                     waiting,
-                    candle_core::utils::get_num_threads(),
+                    dirkit_compute::ops::pool::threads(),
                 )?;
             }
         }

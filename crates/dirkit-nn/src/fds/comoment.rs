@@ -5,6 +5,8 @@
 use std::sync::{Mutex, PoisonError};
 
 use candle_core::{CpuStorage, Storage, Tensor};
+use dirkit_compute::ops::matmul;
+use dirkit_compute::ops::pool::on_this_thread;
 
 /// Column block of the co-moment GEMMs: only blocks on or above the diagonal are computed.
 pub(super) const GEMM_BLOCK: usize = 128;
@@ -63,7 +65,7 @@ pub(super) fn comoment_update(
                         (&t[rj.0 * dim + ri.0..], dim),
                     ),
                     PartComoment::Rows(blocks) => {
-                        let t = blocks[i].t()?.matmul(&blocks[j])?;
+                        let t = matmul(&blocks[i].t()?, &blocks[j])?;
                         let (height, width) = (ri.1 - ri.0, rj.1 - rj.0);
                         with_f64(&t, |t| {
                             transpose_into(t, height, width, &mut scratch);
@@ -88,7 +90,7 @@ pub(super) fn comoment_update(
                 threads,
                 |_| 1,
                 |(i, j)| {
-                    let t = blocks[i].t().and_then(|x| x.matmul(&blocks[j]));
+                    let t = blocks[i].t().and_then(|x| matmul(&x, &blocks[j]));
                     *slots[i * nb + j]
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) = Some(t);
@@ -259,7 +261,8 @@ impl Groups {
 }
 
 /// Runs `f` on every item on up to `threads` scoped threads, each taking a contiguous run of
-/// items of about equal total `weight`; inline for one thread.
+/// items of about equal total `weight`; inline for one thread. The kernels `f` calls stay on
+/// its thread (the threads here already share the work).
 pub(super) fn parallel_for<T: Send>(
     items: Vec<T>,
     threads: usize,
@@ -288,8 +291,8 @@ pub(super) fn parallel_for<T: Send>(
         let mut runs = runs.into_iter();
         let first = runs.next();
         for run in runs {
-            s.spawn(move || run.into_iter().for_each(f));
+            s.spawn(move || on_this_thread(|| run.into_iter().for_each(f)));
         }
-        first.into_iter().flatten().for_each(f);
+        on_this_thread(|| first.into_iter().flatten().for_each(f));
     });
 }

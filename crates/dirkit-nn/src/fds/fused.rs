@@ -161,7 +161,7 @@ impl FusedCalibration {
             Maps::Full { .. } => z.len() * d >= 1 << 21,
         };
         let threads = if large {
-            candle_core::utils::get_num_threads()
+            dirkit_compute::ops::pool::threads()
         } else {
             1
         };

@@ -39,6 +39,7 @@ pub use config::{Covariance, EmptyBins, FdsConfig, FullCovariance, ShrinkTarget,
 pub use stats::{BinMoments, EpochStats};
 
 use candle_core::{CpuStorage, DType, Device, IndexOp, Storage, Tensor};
+use dirkit_compute::ops::matmul;
 use dirkit_core::{Normalisation, OutOfRange};
 
 use crate::error::NnError;
@@ -128,11 +129,11 @@ fn host_tensor(
     t.to_device(device)
 }
 
-/// `f(0), …, f(n − 1)` computed on up to candle's thread count (`RAYON_NUM_THREADS`, else all
-/// cores), each thread taking the next unclaimed index, so uneven items (seen and never-seen
+/// `f(0), …, f(n − 1)` computed on up to candle's thread count
+/// ([`threads`](dirkit_compute::ops::pool::threads)), each thread taking the next unclaimed index, so uneven items (seen and never-seen
 /// bins) balance themselves.
 fn per_bin_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = candle_core::utils::get_num_threads().clamp(1, n.max(1));
+    let threads = dirkit_compute::ops::pool::threads().clamp(1, n.max(1));
     if threads == 1 {
         return (0..n).map(f).collect();
     }
@@ -241,14 +242,14 @@ impl Fds {
     fn check(&self, features: &Tensor, labels: &Tensor) -> candle_core::Result<usize> {
         let (b, d) = features.dims2()?;
         if d != self.config.feature_dim {
-            return Err(NnError::Shape(format!(
+            return Err(NnError::shape(format!(
                 "features have {d} dimensions, FDS was configured for {}",
                 self.config.feature_dim
             ))
             .into());
         }
         if labels.elem_count() != b {
-            return Err(NnError::Shape(format!(
+            return Err(NnError::shape(format!(
                 "{b} feature rows but {} labels",
                 labels.elem_count()
             ))
@@ -284,7 +285,7 @@ impl Fds {
     /// Adds statistics gathered elsewhere (another worker or pass) to this epoch's.
     pub fn merge_epoch_stats(&mut self, other: &EpochStats) -> candle_core::Result<()> {
         if other.bins.len() != self.config.binning.n_bins {
-            return Err(NnError::Shape("epoch statistics with another bin count".into()).into());
+            return Err(NnError::shape("epoch statistics with another bin count".into()).into());
         }
         self.epoch.stats_mut().merge(other);
         Ok(())
@@ -475,7 +476,7 @@ impl Fds {
     ) -> candle_core::Result<()> {
         let (k, d) = (self.config.binning.n_bins, self.config.feature_dim);
         if !self.config.is_full() || shift.len() != k || target.len() != k || matrices.len() != k {
-            return Err(NnError::Shape("full covariance with one map per bin".into()).into());
+            return Err(NnError::shape("full covariance with one map per bin".into()).into());
         }
         let to_tensor = |rows: &[Vec<f64>]| -> candle_core::Result<Tensor> {
             Tensor::from_vec(rows.concat(), (k, d), &Device::Cpu)?
@@ -616,10 +617,7 @@ impl Fds {
                     let z = features.index_select(&rows, 0)?;
                     let mu = cast(&shift.i(b)?)?.unsqueeze(0)?;
                     let mt = cast(&target.i(b)?)?.unsqueeze(0)?;
-                    let zc = z
-                        .broadcast_sub(&mu)?
-                        .matmul(&cast(a)?)?
-                        .broadcast_add(&mt)?;
+                    let zc = matmul(&z.broadcast_sub(&mu)?, &cast(a)?)?.broadcast_add(&mt)?;
                     out = out.index_add(&rows, &zc, 0)?;
                 }
                 Ok(out)

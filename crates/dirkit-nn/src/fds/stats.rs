@@ -62,7 +62,7 @@ impl BinMoments {
         s.add_rows(
             rows.len(),
             |k| &features[rows[k] * dim..(rows[k] + 1) * dim],
-            candle_core::utils::get_num_threads(),
+            dirkit_compute::ops::pool::threads(),
         )
         .expect("a CPU f64 matmul of consistent shapes");
         s
@@ -184,7 +184,7 @@ impl BinMoments {
             return;
         }
         let part = (!other.comoment.is_empty()).then_some(PartComoment::Matrix(&other.comoment));
-        let threads = candle_core::utils::get_num_threads();
+        let threads = dirkit_compute::ops::pool::threads();
         self.merge_part(other.count, &other.mean, &other.m2, part, threads)
             .expect("merging a co-moment matrix does not fail");
     }
@@ -245,11 +245,11 @@ impl EpochStats {
         let full = self.bins.first().is_some_and(BinMoments::is_full);
         // Bins in parallel without co-moments; with them, each bin's co-moment update is.
         let (threads, inner) = if full {
-            (1, candle_core::utils::get_num_threads())
+            (1, dirkit_compute::ops::pool::threads())
         } else if features.len() < PARALLEL_MIN {
             (1, 1)
         } else {
-            (candle_core::utils::get_num_threads(), 1)
+            (dirkit_compute::ops::pool::threads(), 1)
         };
         let present: Vec<(&[usize], &mut BinMoments)> = self
             .bins
@@ -285,7 +285,7 @@ impl EpochStats {
 
     /// Empties every bin in place.
     pub(crate) fn clear(&mut self) {
-        let threads = candle_core::utils::get_num_threads();
+        let threads = dirkit_compute::ops::pool::threads();
         let bins: Vec<&mut BinMoments> = self.bins.iter_mut().collect();
         parallel_for(
             bins,

@@ -121,6 +121,8 @@ pub fn full_transform(
             *o = a[(j, i)];
         }
     }
+    // faer's kernels leave the wide vector registers dirty, which slows the SSE code after them.
+    dirkit_compute::ops::clear_upper_vector_state();
     Some(out)
 }
 

@@ -43,10 +43,10 @@ fn normalised(name: &'static str, values: &[f64]) -> Result<Vec<f64>> {
 
 fn check_lengths(what: &'static str, a: usize, b: usize, c: usize) -> Result<()> {
     if a == 0 {
-        return Err(NnError::Shape(format!("{what}: no components")).into());
+        return Err(NnError::shape(format!("{what}: no components")).into());
     }
     if a != b || a != c {
-        return Err(NnError::Shape(format!("{what}: lengths differ ({a}, {b}, {c})")).into());
+        return Err(NnError::shape(format!("{what}: lengths differ ({a}, {b}, {c})")).into());
     }
     Ok(())
 }
@@ -261,7 +261,7 @@ impl BalancedMseConfig {
 /// `s2 = σ²` as a rank-0 tensor in `dtype` from a one-element `sigma`.
 fn noise_var_of(sigma: &Tensor, dtype: DType) -> Result<Tensor> {
     if sigma.elem_count() != 1 {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "sigma must hold one value, got shape {:?}",
             sigma.dims()
         ))
@@ -442,7 +442,7 @@ impl BalancedMse {
     pub fn with_sigma(config: BalancedMseConfig, sigma: Var) -> Result<Self> {
         config.validate()?;
         if sigma.elem_count() != 1 {
-            return Err(NnError::Shape(format!(
+            return Err(NnError::shape(format!(
                 "sigma must hold one value, got shape {:?}",
                 sigma.dims()
             ))

@@ -24,7 +24,7 @@ pub(crate) fn as_batch(t: &Tensor, what: &str) -> Result<Tensor> {
     match t.dims() {
         [_] => Ok(t.clone()),
         [b, 1] => t.reshape(*b),
-        dims => Err(NnError::Shape(format!(
+        dims => Err(NnError::shape(format!(
             "{what} must have shape (B) or (B, 1), got {dims:?}"
         ))
         .into()),
@@ -37,7 +37,7 @@ pub(crate) fn pred_target(pred: &Tensor, target: &Tensor) -> Result<(Tensor, Ten
     let t = as_batch(target, "target")?;
     let (bp, bt) = (p.dim(0)?, t.dim(0)?);
     if bp != bt {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "pred has {bp} values ({:?}) but target has {bt} ({:?})",
             pred.dims(),
             target.dims()
@@ -45,7 +45,7 @@ pub(crate) fn pred_target(pred: &Tensor, target: &Tensor) -> Result<(Tensor, Ten
         .into());
     }
     if bp == 0 {
-        return Err(NnError::Shape("empty batch (B = 0): the mean is undefined".into()).into());
+        return Err(NnError::shape("empty batch (B = 0): the mean is undefined".into()).into());
     }
     let dtype = p.dtype();
     Ok((p, t.to_dtype(dtype)?))
@@ -57,7 +57,7 @@ fn batch_weights(weights: Option<&Tensor>, b: usize, dtype: DType) -> Result<Opt
     let Some(w) = weights else { return Ok(None) };
     let w1 = as_batch(w, "weights")?;
     if w1.dim(0)? != b {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "weights have {} values ({:?}) but the batch has {b}",
             w1.dim(0)?,
             w.dims()

@@ -71,7 +71,7 @@ impl GradientDensity {
     /// one finite, non-negative value per bin.
     pub fn set_acc_sum(&mut self, acc_sum: &[f64]) -> Result<()> {
         if acc_sum.len() != self.acc_sum.len() {
-            return Err(crate::error::NnError::Shape(format!(
+            return Err(crate::error::NnError::shape(format!(
                 "{} saved GHM counts for {} bins",
                 acc_sum.len(),
                 self.acc_sum.len()

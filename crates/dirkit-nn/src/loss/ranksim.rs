@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::NnError;
 use crate::error::invalid;
-use crate::host_op::{HostOp1, host_cpu_fwd};
+use dirkit_compute::host_op::{HostOp1, host_cpu_fwd};
+use dirkit_compute::ops::matmul;
 
 /// Added to λ in the blackbox gradient's denominator, as in the official code.
 pub const BLACKBOX_EPS: f64 = 1e-8;
@@ -173,7 +174,7 @@ pub fn ranksim_regulariser(
 ) -> candle_core::Result<Tensor> {
     config.check()?;
     if features.rank() < 2 {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "ranksim: features must be (B, D), got {:?}",
             features.shape()
         ))
@@ -182,7 +183,7 @@ pub fn ranksim_regulariser(
     let features = features.flatten_from(1)?;
     let batch = features.dim(0)?;
     if labels.len() != batch {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "ranksim: {} labels for {batch} feature rows",
             labels.len()
         ))
@@ -222,7 +223,7 @@ pub fn cosine_similarity(x: &Tensor) -> candle_core::Result<Tensor> {
         .maximum(NORMALIZE_EPS * NORMALIZE_EPS)?
         .sqrt()?;
     let normalised = x.broadcast_div(&norm)?;
-    normalised.matmul(&normalised.t()?)
+    matmul(&normalised, &normalised.t()?)
 }
 
 /// Normalised descending ranks `(rank + 1)/n` of the last dimension of `s`, with the blackbox
@@ -328,7 +329,7 @@ impl CustomOp1 for BlackboxRank {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        crate::host_op::host_cuda_fwd(self, storage, layout)
+        dirkit_compute::host_op::host_cuda_fwd(self, storage, layout)
     }
 
     fn bwd(
@@ -349,7 +350,7 @@ impl CustomOp1 for BlackboxRank {
 fn labels_to_host(labels: &Tensor) -> candle_core::Result<Vec<f64>> {
     let dims = labels.dims();
     if !(dims.len() == 1 || (dims.len() == 2 && dims[1] == 1)) {
-        return Err(NnError::Shape(format!(
+        return Err(NnError::shape(format!(
             "ranksim: labels must be (B) or (B, 1), got {:?}",
             labels.shape()
         ))

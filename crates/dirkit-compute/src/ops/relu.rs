@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithD
 use super::fresh::{pieces, with_fresh_output};
 use super::gemm::Float;
 use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
-use crate::error::NnError;
+use crate::error::ComputeError;
 
 /// Elements per parallel chunk of an element-wise kernel.
 const CHUNK: usize = 1 << 15;
@@ -28,7 +28,7 @@ pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// each way (f32, f64), elsewhere candle's `(a + b).relu()`.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(NnError::Shape(format!(
+        return Err(ComputeError::Shape(format!(
             "add_relu: {:?} and {:?} differ",
             a.shape(),
             b.shape()

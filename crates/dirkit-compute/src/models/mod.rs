@@ -5,7 +5,7 @@
 //! ```no_run
 //! # use candle_core::{DType, Device, Tensor};
 //! # use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-//! use dirkit_nn::models::{ResNet, ResNetConfig, init_resnet, trainable_vars};
+//! use dirkit_compute::models::{ResNet, ResNetConfig, init_resnet, trainable_vars};
 //! # fn main() -> candle_core::Result<()> {
 //! let varmap = VarMap::new();
 //! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -9,6 +9,7 @@
 //!   backward (candle reduces over non-last dimensions through transposed copies);
 //! - [`linear`]: `x Wᵀ + b` with a backward that forms the weight and bias gradients without
 //!   transposed copies or a reduction over a non-last dimension;
+//! - [`matmul`]: `a · b` that reads transposed operands in place;
 //! - [`relu`] and [`add_relu`] (the residual join): a backward that masks the gradient in one
 //!   loop instead of candle's comparison op.
 //!
@@ -16,7 +17,10 @@
 //! f64; other dtypes are refused with an error naming the op), elsewhere (CUDA) it composes
 //! candle's ops, so models can call these unconditionally. Inputs that are not contiguous are
 //! copied first. Work is split over candle's CPU thread pool (`CANDLE_NUM_THREADS` or
-//! `RAYON_NUM_THREADS` threads) when there is enough of it. The backward passes are computed
+//! `RAYON_NUM_THREADS` threads) only when there is enough of it: below [`PARALLEL_MIN_WORK`]
+//! operations ([`PRODUCT_MIN_WORK`] multiply-adds for a product) a kernel runs on the calling
+//! thread, since waking a second thread costs more than such work (see [`pool`] and the
+//! `threads` bench). The backward passes are computed
 //! by custom ops without gradients of their own: second derivatives through these ops are not
 //! supported.
 
@@ -27,7 +31,8 @@ mod fresh;
 mod gemm;
 mod im2col;
 mod linear;
-pub(crate) mod pool;
+mod matmul;
+pub mod pool;
 mod reduce;
 mod relu;
 
@@ -36,19 +41,36 @@ pub use batch_norm::{
     batch_norm_t, batch_norm_train,
 };
 pub use conv::conv2d;
+pub use gemm::clear_upper_vector_state;
 pub use linear::linear;
+pub use matmul::matmul;
 pub use relu::{add_relu, relu};
 
 use candle_core::{CpuStorage, DType, Layout, WithDType};
 use pool::{map_tasks, map_tasks_with};
 
-/// Floating-point operations (or element visits) below which a kernel stays on the calling
-/// thread: splitting costs a few microseconds, about this much work.
-const PARALLEL_MIN_WORK: usize = 1 << 18;
+/// Operations (element visits, convolution multiply-adds) below which a convolution, batch-norm,
+/// ReLU or Adam kernel stays on the calling thread: handing work to a second thread costs a few
+/// microseconds, about this much work. Matrix products use [`PRODUCT_MIN_WORK`].
+pub const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Multiply-adds below which a matrix product ([`matmul`], [`linear`]) stays on the calling
+/// thread (4 M, e.g. 256 rows × 64 → 256 features). Measured on two cores: in a loop of products
+/// 64³ takes 3.4 µs on one thread and 5.6 µs on two, 128³ 25.6 and 22.5 µs; inside a training
+/// step, where the second thread has gone to sleep since the last kernel, a regression-head MLP
+/// at batch 64 (1 M per product) was 5–15 % slower split at 256 K or 1 M than on one thread, and
+/// level from 4 M on (the `threads` and `head_step` benches).
+pub const PRODUCT_MIN_WORK: usize = 1 << 22;
+
+/// Whether a matrix product of `work` multiply-adds over `tasks` independent pieces should run
+/// on candle's thread pool.
+pub fn product_threads(work: usize, tasks: usize) -> bool {
+    tasks > 1 && work >= PRODUCT_MIN_WORK && pool::threads() > 1
+}
 
 /// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
 /// on candle's thread pool (see `pool`).
-pub(crate) fn use_threads(work: usize, tasks: usize) -> bool {
+pub fn use_threads(work: usize, tasks: usize) -> bool {
     tasks > 1 && work >= PARALLEL_MIN_WORK && pool::threads() > 1
 }
 

@@ -20,9 +20,25 @@ thread_local! {
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Threads a job can use, the caller included.
-pub(crate) fn threads() -> usize {
+/// Threads a job can use, the caller included: candle's pool size (`CANDLE_NUM_THREADS`, else
+/// `RAYON_NUM_THREADS`, else the physical cores).
+pub fn threads() -> usize {
     candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// Runs `f` with every kernel it calls kept on the calling thread: for code that splits its
+/// work over threads of its own (scoped threads each running kernels), where a kernel that
+/// reached for the pool would wait for the other threads' jobs instead of computing.
+pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the thread's previous state, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_JOB.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_JOB.with(|flag| flag.replace(true)));
+    f()
 }
 
 /// Calls `body` on this thread and on every worker of the pool (once each) and returns when
@@ -106,7 +122,7 @@ where
 }
 
 /// `f(task)` for every task, results in task order; on the pool when `parallel`.
-pub(crate) fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
+pub fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
 where
     I: Send,
     R: Send,
@@ -147,6 +163,23 @@ mod tests {
         assert_eq!(out, (1..=200).collect::<Vec<_>>());
         let made = made.load(Ordering::Relaxed);
         assert!((1..=threads()).contains(&made), "{made} scratch buffers");
+    }
+
+    #[test]
+    fn on_this_thread_keeps_jobs_on_the_caller_and_restores_after_a_panic() {
+        let here = std::thread::current().id();
+        let ids = on_this_thread(|| {
+            map_tasks((0..64).collect(), true, |_: usize| {
+                std::thread::current().id()
+            })
+        });
+        assert!(ids.iter().all(|&id| id == here));
+        let caught = catch_unwind(|| on_this_thread(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert!(
+            !IN_JOB.with(Cell::get),
+            "the flag is restored after a panic"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 use super::gemm::{Float, rm, rm_mut};
-use super::{cpu_slice, dispatch_float, map_tasks, use_threads};
+use super::{cpu_slice, dispatch_float, map_tasks, product_threads};
 
 /// `x Wᵀ + b` for `x` (…, in), `weight` (out, in) and `bias` (out): output (…, out), as
 /// `candle_nn::Linear` and PyTorch's `F.linear`. Differentiable in all three; on the CPU one
@@ -95,7 +95,7 @@ impl Geometry {
 
     /// Pieces to split `len` rows into on the kernels' thread pool (1: the calling thread).
     fn pieces(&self, len: usize, passes: usize) -> usize {
-        if use_threads(passes * self.flops(), len) {
+        if product_threads(passes * self.flops(), len) {
             super::pool::threads().min(len)
         } else {
             1

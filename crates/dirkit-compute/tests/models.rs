@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{AdamW, ModuleT, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use dirkit_core::rng::SplitMix64;
-use dirkit_nn::models::{
+use dirkit_compute::models::{
     ResNet, ResNetConfig, ResNetDepth, ResNetInit, Stem, batch_norm, init_resnet, max_pool2d,
     max_pool2d_shifted, trainable_vars,
 };
+use dirkit_core::rng::SplitMix64;
 
 const CPU: Device = Device::Cpu;
 
@@ -355,7 +355,7 @@ fn one_adamw_step_lowers_the_l1_loss_of_a_linear_head() -> Result<()> {
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &CPU);
     let net = ResNet::new(ResNetConfig::cpu_small(), vb.pp("backbone"))?;
     let head = candle_nn::linear(net.feature_dim(), 1, vb.pp("head"))?;
-    dirkit_nn::train::seeded_init(&vm, 11)?;
+    dirkit_compute::train::seeded_init(&vm, 11)?;
     init_resnet(&vm, 11)?;
     let x = random(&[8, 3, 32, 32], 12, DType::F32)?;
     let y = Tensor::from_vec(uniforms(8, 13, 0.5, 1.5), (8, 1), &CPU)?.to_dtype(DType::F32)?;

@@ -5,8 +5,8 @@ workspace's `target/`), and the line that puts it next to PyTorch's time with th
 
 Run the Rust bench first with the same thread count, e.g.
 
-    RAYON_NUM_THREADS=2 cargo bench -p dirkit-nn --bench resnet
-    python3 crates/dirkit-nn/benches/resnet_torch.py --threads 2
+    RAYON_NUM_THREADS=2 cargo bench -p dirkit-compute --bench resnet
+    python3 crates/dirkit-compute/benches/resnet_torch.py --threads 2
 """
 
 import json

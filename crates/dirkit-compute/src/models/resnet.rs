@@ -12,7 +12,7 @@ use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ModuleT, VarBu
 
 use super::config::{ResNetConfig, Stem};
 use super::pool::max_pool2d;
-use crate::error::NnError;
+use crate::error::ComputeError;
 use crate::ops::{self, Activation};
 
 /// PyTorch's `nn.BatchNorm2d` defaults: ε = 1e-5, momentum 0.1, learnable scale and shift.
@@ -208,7 +208,7 @@ impl ResNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != self.config.in_channels {
-            return Err(NnError::Shape(format!(
+            return Err(ComputeError::Shape(format!(
                 "resnet: images must be (N, {}, H, W), got {:?}",
                 self.config.in_channels,
                 x.shape()

@@ -1,4 +1,4 @@
-"""PyTorch counterpart of `cargo bench -p dirkit-nn --bench resnet`: the same training step on
+"""PyTorch counterpart of `cargo bench -p dirkit-compute --bench resnet`: the same training step on
 the same models, for side-by-side figures.
 
 One step: forward in training mode (batch statistics), a linear head to one output, L1 loss,
@@ -19,7 +19,7 @@ the ratio PyTorch / dirkit (above 1: dirkit is faster).
 Install and run (CPU-only PyTorch is enough):
 
     python3 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch
-    /tmp/torch-venv/bin/python crates/dirkit-nn/benches/resnet_torch.py --threads 1 2
+    /tmp/torch-venv/bin/python crates/dirkit-compute/benches/resnet_torch.py --threads 1 2
 """
 
 import argparse

@@ -15,7 +15,7 @@
 //! reference numbers are single-threaded:
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench resnet
+//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-compute --bench resnet
 //! ```
 //!
 //! `RESNET_BENCH_SAMPLES` sets criterion's sample count (default and minimum 10).
@@ -26,11 +26,11 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dirkit_core::rng::SplitMix64;
-use dirkit_nn::adam::{Adam, AdamParams};
-use dirkit_nn::models::{
+use dirkit_compute::adam::{Adam, AdamParams};
+use dirkit_compute::models::{
     ResNet, ResNetConfig, init_resnet, max_pool2d, max_pool2d_shifted, trainable_vars,
 };
+use dirkit_core::rng::SplitMix64;
 
 /// A seeded uniform [-1, 1) f32 tensor.
 fn random(dims: &[usize], seed: u64) -> Tensor {
@@ -61,7 +61,7 @@ impl Setup {
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let net = ResNet::new(config, vb.pp("backbone")).expect("resnet");
         let head = candle_nn::linear(net.feature_dim(), 1, vb.pp("head")).expect("head");
-        dirkit_nn::train::seeded_init(&vm, 0).expect("init");
+        dirkit_compute::train::seeded_init(&vm, 0).expect("init");
         init_resnet(&vm, 0).expect("init");
         let opt = if candle_adamw {
             Opt::Candle(AdamW::new(trainable_vars(&vm), ParamsAdamW::default()).expect("adamw"))
@@ -105,7 +105,7 @@ fn resnet(c: &mut Criterion) {
     eprintln!(
         "threads: RAYON_NUM_THREADS={} -> candle uses {}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into()),
-        candle_core::utils::get_num_threads()
+        dirkit_compute::ops::pool::threads()
     );
     let mut g = c.benchmark_group("resnet");
     g.sample_size(samples().max(10))

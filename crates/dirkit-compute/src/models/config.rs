@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NnError, bad};
+use crate::error::{ComputeError, bad};
 
 /// Block type and number of blocks per stage (He et al. 2016, table 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ impl ResNetConfig {
     }
 
     /// Checks that the width and input channels are positive.
-    pub fn validate(&self) -> Result<(), NnError> {
+    pub fn validate(&self) -> Result<(), ComputeError> {
         if self.width == 0 {
             return Err(bad("width", self.width, "at least 1"));
         }

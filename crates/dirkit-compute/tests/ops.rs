@@ -1,16 +1,16 @@
-//! The CPU ops of `dirkit_nn::ops` against the candle ops they replace (forward values and
+//! The CPU ops of `dirkit_compute::ops` against the candle ops they replace (forward values and
 //! gradients through `backward()`, f64 to 1e-10 and f32 to 1e-4 relative), against central
 //! finite differences in f64, and the ResNet built on them against the same network composed
 //! from candle's layers.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
-use dirkit_core::rng::SplitMix64;
-use dirkit_nn::models::{ResNet, ResNetConfig, batch_norm, init_resnet, trainable_vars};
-use dirkit_nn::ops::{
+use dirkit_compute::models::{ResNet, ResNetConfig, batch_norm, init_resnet, trainable_vars};
+use dirkit_compute::ops::{
     Activation, add_relu, batch_norm_add_relu_t, batch_norm_add_relu_train, batch_norm_eval,
-    batch_norm_t, batch_norm_train, conv2d, linear, relu,
+    batch_norm_t, batch_norm_train, conv2d, linear, matmul, relu,
 };
+use dirkit_core::rng::SplitMix64;
 
 const CPU: Device = Device::Cpu;
 
@@ -304,6 +304,136 @@ fn linear_reads_non_contiguous_input_and_refuses_bad_shapes() -> Result<()> {
     assert!(message(linear(&empty_x, &empty_w, None)).contains("at least one input"));
     let half = x.to_dtype(DType::F16)?;
     assert!(message(linear(&half, &w.to_dtype(DType::F16)?, None)).contains("f32 and f64"));
+    Ok(())
+}
+
+#[test]
+fn matmul_equals_candles_forward_and_gradients() -> Result<()> {
+    // (m, k, n): odd sizes, a single row / column / inner dimension, a tall product and a
+    // wide one (m < n) large enough to be split over threads by rows and by columns.
+    let cases = [
+        (7, 5, 3),
+        (1, 4, 6),
+        (9, 1, 1),
+        (6, 3, 1),
+        (13, 17, 11),
+        (300, 700, 500),
+        (8, 1100, 600),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for (i, &(m, k, n)) in cases.iter().enumerate() {
+            let seed = 40 * i as u64;
+            let a = Var::from_tensor(&random(&[m, k], seed, dtype)?)?;
+            let b = Var::from_tensor(&random(&[k, n], seed + 1, dtype)?)?;
+            compare(
+                &[&a, &b],
+                |t| matmul(t[0], t[1]),
+                |t| t[0].matmul(t[1]),
+                &format!("matmul {dtype:?} {m}x{k} * {k}x{n}"),
+            )?;
+            // Transposed views of stored (k, m) and (n, k) matrices, read in place.
+            let at = Var::from_tensor(&random(&[k, m], seed + 2, dtype)?)?;
+            let bt = Var::from_tensor(&random(&[n, k], seed + 3, dtype)?)?;
+            compare(
+                &[&at, &bt],
+                |t| matmul(&t[0].t()?, &t[1].t()?),
+                |t| t[0].t()?.contiguous()?.matmul(&t[1].t()?.contiguous()?),
+                &format!("matmul of transposes {dtype:?} {m}x{k} * {k}x{n}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn matmul_gradients_match_finite_differences() -> Result<()> {
+    let a = Var::from_tensor(&random(&[4, 5], 1, DType::F64)?)?;
+    let b = Var::from_tensor(&random(&[5, 3], 2, DType::F64)?)?;
+    check_finite_differences(&[&a, &b], |t| matmul(t[0], t[1]), "matmul")?;
+    check_finite_differences(&[&a], |t| matmul(t[0], &t[0].t()?), "a · aᵀ")?;
+    // Through a composite, by hand: d/da Σ r ⊙ (a b)² = (2 (a b) ⊙ r) bᵀ.
+    let (_, g) = grads_of(&[&a, &b], 3, |t| matmul(t[0], t[1])?.sqr())?;
+    let r = random(&[4, 3], 3, DType::F64)?;
+    let by_hand = matmul(
+        &((matmul(a.as_tensor(), b.as_tensor())? * 2.0)? * &r)?,
+        &b.t()?,
+    )?;
+    assert_close(&g[0], &by_hand, 1e-12, "gradient of a squared product")?;
+    Ok(())
+}
+
+#[test]
+fn matmul_does_not_depend_on_the_thread_count_and_refuses_bad_shapes() -> Result<()> {
+    use dirkit_compute::ops::pool::on_this_thread;
+    for (m, k, n) in [(300, 700, 500), (8, 1100, 600)] {
+        assert!(
+            m * k * n >= dirkit_compute::ops::PRODUCT_MIN_WORK,
+            "split over threads"
+        );
+        let a = random(&[m, k], 1, DType::F32)?;
+        let b = random(&[k, n], 2, DType::F32)?;
+        let pooled = flat(&matmul(&a, &b)?)?;
+        let inline = flat(&on_this_thread(|| matmul(&a, &b))?)?;
+        assert_eq!(
+            pooled, inline,
+            "{m}x{k} * {k}x{n}: same values on any thread count"
+        );
+    }
+    let a = random(&[4, 3], 1, DType::F32)?;
+    let message = |r: Result<Tensor>| r.expect_err("should fail").to_string();
+    assert!(message(matmul(&a, &random(&[4, 2], 2, DType::F32)?)).contains("4 × 3"));
+    // Other dtypes, ranks and broadcast views take candle's path and its answers.
+    let half = a.to_dtype(DType::F16)?;
+    assert_eq!(matmul(&half, &half.t()?)?.dims(), [4, 4]);
+    let batched = random(&[2, 4, 3], 3, DType::F32)?;
+    assert_close(
+        &matmul(&batched, &random(&[2, 3, 5], 4, DType::F32)?)?,
+        &batched.matmul(&random(&[2, 3, 5], 4, DType::F32)?)?,
+        1e-6,
+        "3-d operands",
+    )?;
+    let row = random(&[1, 3], 5, DType::F64)?.broadcast_as((4, 3))?;
+    let b = random(&[3, 2], 6, DType::F64)?;
+    assert_close(
+        &matmul(&row, &b)?,
+        &row.contiguous()?.matmul(&b)?,
+        1e-12,
+        "a broadcast operand",
+    )?;
+    Ok(())
+}
+
+#[test]
+fn linear_layer_matches_candles_layer() -> Result<()> {
+    use candle_core::Module;
+    use dirkit_compute::nn;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &CPU);
+    let ours = nn::linear(13, 7, vb.pp("layer"))?;
+    let names: Vec<String> = vm.data().lock().expect("varmap").keys().cloned().collect();
+    assert_eq!(names.len(), 2, "weight and bias: {names:?}");
+    // The same variables under the same names: candle's layer built from the VarMap reads them.
+    let theirs = candle_nn::linear(13, 7, vb.pp("layer"))?;
+    assert_eq!(flat(ours.weight())?, flat(theirs.weight())?);
+    let bound = 1.0 / 13f64.sqrt();
+    assert!(
+        flat(ours.bias().expect("bias"))?
+            .iter()
+            .all(|b| b.abs() <= bound)
+    );
+    let x = random(&[5, 2, 13], 1, DType::F32)?;
+    assert_close(&ours.forward(&x)?, &theirs.forward(&x)?, 1e-6, "3-d input")?;
+    let half = x.to_dtype(DType::F16)?;
+    let ours_half = nn::Linear::new(ours.weight().to_dtype(DType::F16)?, None);
+    let theirs_half = candle_nn::Linear::new(theirs.weight().to_dtype(DType::F16)?, None);
+    assert_close(
+        &ours_half.forward(&half)?,
+        &theirs_half.forward(&half)?,
+        1e-3,
+        "half precision goes to candle's product",
+    )?;
+    let no_bias = nn::linear_no_bias(13, 3, vb.pp("plain"))?;
+    assert!(no_bias.bias().is_none());
     Ok(())
 }
 

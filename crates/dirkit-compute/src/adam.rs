@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor,
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NnError, invalid};
+use crate::error::{ComputeError, invalid};
 
 /// Adam's hyper-parameters; defaults are PyTorch's and the DIR recipe's (lr 1e-3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -463,7 +463,7 @@ impl Adam {
         let get = |k: &str| {
             state
                 .get(k)
-                .ok_or_else(|| NnError::Shape(format!("optimiser state lacks {k}")))
+                .ok_or_else(|| ComputeError::Shape(format!("optimiser state lacks {k}")))
         };
         let step: Vec<f64> = get("adam.step")?.to_dtype(DType::F64)?.to_vec1()?;
         let json: Vec<u8> = get("adam.params_json")?.to_vec1()?;
@@ -475,7 +475,7 @@ impl Adam {
             for key in ["m", "v"] {
                 let t = get(&format!("adam.{key}.{}", s.name))?;
                 if t.dims() != s.var.dims() {
-                    return Err(NnError::Shape(format!(
+                    return Err(ComputeError::Shape(format!(
                         "saved adam.{key}.{} is {:?}, the variable is {:?}",
                         s.name,
                         t.dims(),

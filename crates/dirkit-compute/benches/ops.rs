@@ -1,5 +1,5 @@
-//! The CPU ops of `dirkit_nn::ops` against the candle ops they replace, forward + backward, f32,
-//! on the activation shapes of [`ResNetConfig::cpu_small`](dirkit_nn::models::ResNetConfig) at
+//! The CPU ops of `dirkit_compute::ops` against the candle ops they replace, forward + backward, f32,
+//! on the activation shapes of [`ResNetConfig::cpu_small`](dirkit_compute::models::ResNetConfig) at
 //! 32 px and batch 64 (one per stage: 64×16×32×32, 64×32×16×16, 64×64×8×8, 64×128×4×4):
 //!
 //! - `conv3x3/{candle,dirkit}/SHAPE`: a 3×3 stride-1 padding-1 convolution C → C, gradients of
@@ -17,8 +17,8 @@
 //! CPU thread pool, sized by `RAYON_NUM_THREADS` (or `CANDLE_NUM_THREADS`):
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench ops
-//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-nn --bench ops -- conv3x3   # one group
+//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-compute --bench ops
+//! RAYON_NUM_THREADS=1 cargo bench -p dirkit-compute --bench ops -- conv3x3   # one group
 //! ```
 
 use std::hint::black_box;
@@ -30,9 +30,9 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
+use dirkit_compute::models::batch_norm;
+use dirkit_compute::ops::{Activation, batch_norm_t, conv2d, linear, relu};
 use dirkit_core::rng::SplitMix64;
-use dirkit_nn::models::batch_norm;
-use dirkit_nn::ops::{Activation, batch_norm_t, conv2d, linear, relu};
 
 /// (batch, channels, side) of each stage's activations.
 const SHAPES: [(usize, usize, usize); 4] = [(64, 16, 32), (64, 32, 16), (64, 64, 8), (64, 128, 4)];

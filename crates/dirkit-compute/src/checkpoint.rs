@@ -11,7 +11,7 @@ use candle_nn::VarMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::NnError;
+use crate::error::ComputeError;
 
 const MODEL_PREFIX: &str = "model.";
 const META_KEY: &str = "checkpoint.meta_json";
@@ -40,7 +40,7 @@ pub fn save_checkpoint(
     }
     for (k, t) in extra {
         if k.starts_with(MODEL_PREFIX) || k == META_KEY {
-            return Err(NnError::Shape(format!(
+            return Err(ComputeError::Shape(format!(
                 "checkpoint entry {k} clashes with a reserved name"
             ))
             .into());
@@ -87,9 +87,9 @@ impl<M> Checkpoint<M> {
             let t = self
                 .tensors
                 .get(&key)
-                .ok_or_else(|| NnError::Shape(format!("checkpoint lacks variable {name}")))?;
+                .ok_or_else(|| ComputeError::Shape(format!("checkpoint lacks variable {name}")))?;
             if t.dims() != var.dims() {
-                return Err(NnError::Shape(format!(
+                return Err(ComputeError::Shape(format!(
                     "checkpoint variable {name} is {:?}, the model's is {:?}",
                     t.dims(),
                     var.dims()
@@ -111,7 +111,7 @@ pub fn load_checkpoint<M: DeserializeOwned>(path: &Path) -> Result<Checkpoint<M>
     let json: Vec<u8> = tensors
         .get(META_KEY)
         .ok_or_else(|| {
-            NnError::Shape(format!(
+            ComputeError::Shape(format!(
                 "{} is not a dirkit checkpoint (no {META_KEY})",
                 path.display()
             ))

@@ -54,9 +54,33 @@ macro_rules! impl_float {
                     Accum::Replace
                 };
                 faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0, Par::Seq);
+                clear_upper_vector_state();
             }
         }
     };
+}
+
+/// Clears the upper halves of the AVX vector registers (`vzeroupper`) after faer's kernels.
+///
+/// faer's x86 GEMM kernels are generated assembly that uses the 512-bit registers and returns
+/// without `vzeroupper`. Until something clears that state, every SSE instruction of the code
+/// that follows (candle's element-wise loops and most Rust compiled for baseline x86-64) pays a
+/// transition penalty: measured on a two-core Xeon, candle's `exp` over a batch's logits ran ~40×
+/// slower after one of these products, and `examples/binned_regression` took twice as long. One
+/// instruction, and the feature check is a cached load.
+#[inline]
+pub fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU supports AVX (checked just above).
+        unsafe { zero_upper() }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn zero_upper() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
 
 impl_float!(f32, u32);
