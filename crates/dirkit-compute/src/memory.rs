@@ -8,8 +8,8 @@
 //! page fault; in a process with two running threads each fault also flushes the other core's
 //! TLB by an interrupt. Measured on a two-core machine (`cargo bench -p dirkit-nn --bench
 //! head_step`, the regression-head MLP at batch 256, whose hidden activations are 256 KiB): a step
-//! takes ~665 µs on one thread and 1.3–1.6 ms on two with glibc's defaults, and ~300 / ~290 µs
-//! with freed memory kept.
+//! takes ~665 µs on one thread and 0.35–1.6 ms on two with glibc's defaults (its adaptive
+//! threshold decides which), ~275 µs on either with freed memory kept.
 //!
 //! [`keep_freed_memory`] sets glibc's thresholds once for the process: blocks up to 32 MiB (the
 //! most glibc allows) come from the heap, and the heap is trimmed only when 512 MiB at its top are
