@@ -91,6 +91,14 @@ fn view<'a, T: Float>(
     }
 }
 
+/// `(per, blocks)`: `len` items cut into blocks of `per = ⌈len / pieces⌉` (the last shorter),
+/// `⌈len / per⌉` of them — fewer than `pieces` when the division is uneven (5 over 4 pieces: 3
+/// blocks of 2, 2 and 1).
+fn split(len: usize, pieces: usize) -> (usize, usize) {
+    let per = len.div_ceil(pieces.max(1)).max(1);
+    (per, len.div_ceil(per))
+}
+
 /// The product op: `(a, b) ↦ a · b` for an (m, k) and a (k, n) operand.
 struct MatMul {
     m: usize,
@@ -135,8 +143,8 @@ impl MatMul {
                 T::matmul(rm_mut(&mut c, m, n), a, b, false);
                 return c;
             }
-            let cols_per = n.div_ceil(pieces);
-            let blocks: Vec<Vec<T>> = map_tasks((0..pieces).collect(), true, |j| {
+            let (cols_per, blocks) = split(n, pieces);
+            let blocks: Vec<Vec<T>> = map_tasks((0..blocks).collect(), true, |j| {
                 let c0 = j * cols_per;
                 let cols = cols_per.min(n - c0);
                 let mut block = vec![T::from_f64(0.0); cols * m];
@@ -197,5 +205,26 @@ impl CustomOp2 for MatMul {
             false => None,
         };
         Ok((da, db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn blocks_cover_every_item_once_for_any_thread_count() {
+        for len in 1..40 {
+            for pieces in 1..12 {
+                let (per, blocks) = split(len, pieces);
+                assert!(blocks <= pieces, "{len} over {pieces}");
+                // Every block starts inside the range and together they cover it exactly.
+                assert!(
+                    (blocks - 1) * per < len && blocks * per >= len,
+                    "{len} over {pieces}"
+                );
+            }
+        }
+        assert_eq!(split(5, 4), (2, 3));
     }
 }
