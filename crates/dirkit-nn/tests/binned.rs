@@ -795,6 +795,16 @@ fn decoupling_tools() -> Result<()> {
         1e-15,
         "LWS scaled",
     );
+    // Half precision goes through candle's product: 2·11.5 = 23 is exact in f16.
+    let half = Lws::new(&w.to_dtype(DType::F16)?, Some(&b.to_dtype(DType::F16)?))?;
+    half.scales()
+        .set(&Tensor::new(&[2f64, 1.0, 1.0], &dev)?.to_dtype(DType::F16)?)?;
+    all_close(
+        &vec1(&half.forward(&x.to_dtype(DType::F16)?)?),
+        &[23.0, 0.0, 0.0],
+        0.0,
+        "LWS in f16",
+    );
     // NCM: two clusters, class 2 absent.
     let feats = Tensor::new(&[[1f64, 0.1], [1.2, -0.1], [-1.0, 0.0], [-0.9, 0.2]], &dev)?;
     let ncm = NearestClassMean::fit(&feats, &[0, 0, 1, 1], 3)?;

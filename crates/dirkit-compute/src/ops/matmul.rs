@@ -113,14 +113,14 @@ impl MatMul {
         if m == 0 || n == 0 {
             return c;
         }
-        let work = m * k * n;
+        // Pieces to split `len` rows or columns into (1: the calling thread).
+        let pieces = |len: usize| match product_threads(m * k * n, len) {
+            true => super::pool::threads().min(len),
+            false => 1,
+        };
         if m >= n {
             // Blocks of output rows: C[r0..r1, :] = A[r0..r1, :] · B.
-            let pieces = if product_threads(work, m) {
-                super::pool::threads().min(m)
-            } else {
-                1
-            };
+            let pieces = pieces(m);
             let rows_per = m.div_ceil(pieces);
             let tasks: Vec<_> = c.chunks_mut(rows_per * n).enumerate().collect();
             map_tasks(tasks, pieces > 1, |(i, part)| {
@@ -134,11 +134,7 @@ impl MatMul {
             });
         } else {
             // Blocks of output columns, formed transposed: C[:, c0..c1]ᵀ = B[:, c0..c1]ᵀ · Aᵀ.
-            let pieces = if product_threads(work, n) {
-                super::pool::threads().min(n)
-            } else {
-                1
-            };
+            let pieces = pieces(n);
             if pieces == 1 {
                 T::matmul(rm_mut(&mut c, m, n), a, b, false);
                 return c;

@@ -20,9 +20,9 @@
 //! `RAYON_NUM_THREADS` threads) only when there is enough of it: below [`PARALLEL_MIN_WORK`]
 //! operations ([`PRODUCT_MIN_WORK`] multiply-adds for a product) a kernel runs on the calling
 //! thread, since waking a second thread costs more than such work (see [`pool`] and the
-//! `threads` bench). The backward passes are computed
-//! by custom ops without gradients of their own: second derivatives through these ops are not
-//! supported.
+//! `threads` bench). The backward passes are computed by custom ops without gradients of
+//! their own: second derivatives through these ops are not supported, except through
+//! [`matmul`], whose backward is two products of the same op.
 
 mod batch_norm;
 mod batch_norm_cpu;
@@ -64,13 +64,13 @@ pub const PRODUCT_MIN_WORK: usize = 1 << 22;
 
 /// Whether a matrix product of `work` multiply-adds over `tasks` independent pieces should run
 /// on candle's thread pool.
-pub fn product_threads(work: usize, tasks: usize) -> bool {
+pub(crate) fn product_threads(work: usize, tasks: usize) -> bool {
     tasks > 1 && work >= PRODUCT_MIN_WORK && pool::threads() > 1
 }
 
 /// Whether a kernel over `tasks` independent pieces with `work` operations in all should run
 /// on candle's thread pool (see `pool`).
-pub fn use_threads(work: usize, tasks: usize) -> bool {
+pub(crate) fn use_threads(work: usize, tasks: usize) -> bool {
     tasks > 1 && work >= PARALLEL_MIN_WORK && pool::threads() > 1
 }
 

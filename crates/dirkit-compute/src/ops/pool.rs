@@ -122,7 +122,7 @@ where
 }
 
 /// `f(task)` for every task, results in task order; on the pool when `parallel`.
-pub fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
+pub(crate) fn map_tasks<I, R, F>(tasks: Vec<I>, parallel: bool, f: F) -> Vec<R>
 where
     I: Send,
     R: Send,

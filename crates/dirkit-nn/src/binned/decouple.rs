@@ -5,7 +5,8 @@
 
 use candle_core::{D, DType, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use dirkit_compute::ops::{linear, matmul};
+use dirkit_compute::nn::Linear;
+use dirkit_compute::ops::matmul;
 
 use crate::error::{NnError, invalid};
 
@@ -25,8 +26,7 @@ pub fn tau_normalize(weight: &Tensor, tau: f64) -> Result<Tensor> {
 /// scaling, LWS): `logits = f ⊙ (W x + b)` with `W`, `b` frozen (taken as constants) and `f`
 /// (C, initialised to 1) the only variable. Train [`Lws::scales`] on class-balanced batches.
 pub struct Lws {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    classifier: Linear,
     scales: Var,
 }
 
@@ -40,8 +40,7 @@ impl Lws {
             return Err(NnError::shape(format!("bias {:?} for {c} classes", b.dims())).into());
         }
         Ok(Self {
-            weight: weight.detach(),
-            bias: bias.map(Tensor::detach),
+            classifier: Linear::new(weight.detach(), bias.map(Tensor::detach)),
             scales: Var::ones(c, weight.dtype(), weight.device())?,
         })
     }
@@ -54,7 +53,9 @@ impl Lws {
 
 impl Module for Lws {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.weight, self.bias.as_ref())?.broadcast_mul(self.scales.as_tensor())
+        self.classifier
+            .forward(x)?
+            .broadcast_mul(self.scales.as_tensor())
     }
 }
 

@@ -130,7 +130,8 @@ fn host_tensor(
 }
 
 /// `f(0), …, f(n − 1)` computed on up to candle's thread count
-/// ([`threads`](dirkit_compute::ops::pool::threads)), each thread taking the next unclaimed index, so uneven items (seen and never-seen
+/// ([`threads`](dirkit_compute::ops::pool::threads)), each thread taking the next unclaimed
+/// index, so uneven items (seen and never-seen
 /// bins) balance themselves.
 fn per_bin_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let threads = dirkit_compute::ops::pool::threads().clamp(1, n.max(1));
