@@ -16,3 +16,5 @@ pub use dirkit_data as data;
 pub use dirkit_nn as nn;
 /// End-to-end training on images: the age-estimation recipe (the `dirkit-recipe` crate).
 pub use dirkit_recipe as recipe;
+/// The tabular resamplers (SMOTER, SMOGN, GN, RO, RU, WERCS) and their CSV tables.
+pub use dirkit_tabular as tabular;

@@ -18,6 +18,12 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Per-shot regression report (All / Many / Medium / Few) of a predictions file.
     Eval(EvalArgs),
+    /// Relevance φ of a target column (utility-based regression): control points from the box
+    /// plot or given, one φ per row, the rare share and the bumps.
+    Relevance(RelevanceArgs),
+    /// Rebalance a table by relevance: random over/under-sampling, Gaussian noise, SMOTER, SMOGN
+    /// or WERCS; writes a CSV with the input's columns.
+    Resample(ResampleArgs),
     /// Write the age,path,split index of a folder of id_name_age_gender.jpg face images, with
     /// per-age balanced val/test sets (the AgeDB-DIR / IMDB-WIKI-DIR recipe).
     Split(SplitArgs),
@@ -88,9 +94,10 @@ pub enum Compat {
 /// How labels are binned (shared by `weights` and `eval`).
 #[derive(Debug, Args)]
 pub struct BinArgs {
-    /// Bin width in label units.
-    #[arg(long, default_value_t = 1.0, value_name = "W")]
-    pub bin_width: f64,
+    /// Bin width in label units, or a rule that picks it from the training labels: `auto` (=
+    /// `fd`, Freedman–Diaconis), `scott` or `sturges`; the choice is printed on stderr.
+    #[arg(long, default_value = "1", value_name = "W|auto|fd|scott|sturges")]
+    pub bin_width: String,
     /// Label range START:END, END exclusive (0:121 with width 1 gives 121 bins); default: from
     /// the smallest to the largest label.
     #[arg(long, value_name = "START:END", allow_hyphen_values = true)]
@@ -194,6 +201,173 @@ pub struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also report SERA (squared error-relevance area) per group, with φ from the training
+    /// labels (see the relevance flags).
+    #[arg(long)]
+    pub sera: bool,
+    /// Trapezoid step of SERA's threshold integral.
+    #[arg(long, default_value_t = 0.001, value_name = "STEP", requires = "sera")]
+    pub sera_step: f64,
+    /// φ for --sera.
+    #[command(flatten)]
+    pub relevance: PhiArgs,
+}
+
+/// `--extremes` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExtremesArg {
+    /// Both tails are relevant.
+    Both,
+    /// Only high values are relevant.
+    High,
+    /// Only low values are relevant.
+    Low,
+}
+
+/// `--box-plot` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BoxPlotArg {
+    /// Tukey's hinges as R's boxplot.stats (UBL, IRon, imbreg): the methods' reference.
+    Ubl,
+    /// numpy midpoint quartiles, as the smogn Python package.
+    Smogn,
+    /// Hubert & Vandervieren's adjusted box plot (medcouple) for skewed targets.
+    Adjusted,
+}
+
+/// How φ is built: automatic control points from the box plot, or given ones.
+#[derive(Debug, Args)]
+pub struct PhiArgs {
+    /// Which tails are relevant (automatic control points).
+    #[arg(long, value_enum, default_value_t = ExtremesArg::Both)]
+    pub extremes: ExtremesArg,
+    /// Box-plot fence multiplier of the inter-quartile range.
+    #[arg(long, default_value_t = 1.5, value_name = "C")]
+    pub coef: f64,
+    /// Quartile convention of the box plot.
+    #[arg(long, value_enum, default_value_t = BoxPlotArg::Ubl)]
+    pub box_plot: BoxPlotArg,
+    /// Control points VALUE:RELEVANCE[:SLOPE],… instead of the box plot (slope 0 when left out).
+    #[arg(long, value_name = "V:R[:S],…", allow_hyphen_values = true)]
+    pub control: Option<String>,
+}
+
+/// `dirkit relevance`.
+#[derive(Debug, Args)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:\n  dirkit relevance datasets/wine-quality/winequality-red.csv --column quality\n  \
+dirkit relevance prices.csv --column price --extremes high --format csv > phi.csv\n  \
+dirkit relevance y.csv --column y --control 0:1,10:0,40:1 --plot phi.svg"
+)]
+pub struct RelevanceArgs {
+    /// CSV/TSV file with a header, or one number per line; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub input: String,
+    /// Target column (header name or 0-based index); needed when the file has several columns.
+    #[arg(long, value_name = "NAME|INDEX")]
+    pub column: Option<String>,
+    /// How φ is built.
+    #[command(flatten)]
+    pub phi: PhiArgs,
+    /// Output format: `csv` prints value,relevance for every input row, in input order.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also draw the histogram with its rare bins and φ (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<String>,
+    /// Overwrite --plot if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--method` values of `dirkit resample`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Random over-sampling: copies of rare rows added.
+    Ro,
+    /// Random under-sampling: normal rows dropped.
+    Ru,
+    /// Gaussian noise: noisy copies of rare rows, normal rows under-sampled.
+    Gn,
+    /// SMOTER: interpolation between rare neighbours, normal rows under-sampled.
+    Smoter,
+    /// SMOGN: SMOTER for close neighbours, Gaussian noise otherwise.
+    Smogn,
+    /// WERCS: copies drawn by φ added, rows drawn by 1 − φ removed.
+    Wercs,
+}
+
+/// `--distance` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistanceArg {
+    /// Euclidean over range-normalised numeric columns.
+    Euclidean,
+    /// HEOM: range-normalised numeric differences, 0/1 nominal mismatches.
+    Heom,
+}
+
+/// `dirkit resample`.
+#[derive(Debug, Args)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Original rows that are kept come first in input order, then copies and new \
+rows bump by bump. The same --seed gives the same file.\n\nExamples:\n  dirkit resample \
+datasets/wine-quality/winequality-red.csv --target quality --method smogn --output wine-smogn.csv\n  \
+dirkit resample houses.csv --target price --method smoter --nominal district --strategy extreme \
+--output balanced.csv"
+)]
+pub struct ResampleArgs {
+    /// CSV/TSV file with a header row.
+    #[arg(value_name = "FILE")]
+    pub input: String,
+    /// The numeric target column.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Resampling method.
+    #[arg(long, value_enum)]
+    pub method: MethodArg,
+    /// Relevance threshold: rows with φ ≥ T are rare.
+    #[arg(long, default_value_t = 0.5, value_name = "T")]
+    pub threshold: f64,
+    /// Bump sizes: balance, extreme, or factors P1,P2,… (per bump; per rare bump for ro, per
+    /// normal bump for ru).
+    #[arg(
+        long,
+        default_value = "balance",
+        value_name = "balance|extreme|P1,P2,…"
+    )]
+    pub strategy: String,
+    /// Nearest neighbours per rare row (smoter, smogn).
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub k: usize,
+    /// Noise scale for gn (default 0.1) and smogn (default 0.01).
+    #[arg(long, value_name = "P")]
+    pub pert: Option<f64>,
+    /// Distance [default: euclidean for numeric tables, heom with nominal columns].
+    #[arg(long, value_enum)]
+    pub distance: Option<DistanceArg>,
+    /// Columns holding categories even when they look numeric (comma-separated names).
+    #[arg(long, value_name = "COL,…")]
+    pub nominal: Option<String>,
+    /// WERCS: copies added, as a fraction of the rows.
+    #[arg(long, default_value_t = 0.5, value_name = "F")]
+    pub over: f64,
+    /// WERCS: rows drawn for removal, as a fraction of the rows.
+    #[arg(long, default_value_t = 0.5, value_name = "F")]
+    pub under: f64,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// How φ is built.
+    #[command(flatten)]
+    pub phi: PhiArgs,
+    /// The CSV to write.
+    #[arg(long, value_name = "OUT")]
+    pub output: String,
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--preset` values of `dirkit split`.

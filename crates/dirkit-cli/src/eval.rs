@@ -62,11 +62,40 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
             (l.min(y), h.max(y))
         });
     let span = (tlo.min(plo), thi.max(phi));
-    let binning = a.bins.binning(span, |s, e| {
+    let width = a.bins.width(&train)?;
+    let binning = a.bins.binning(span, width, |s, e| {
         train.values.iter().chain(targets).any(|&y| y >= s && y < e)
     })?;
     let (counts, _) = train.bin_counts(&binning, policy)?;
-    let report = RegressionReport::compute(preds, targets, &binning, &counts, thresholds, policy)?;
+    let mut report =
+        RegressionReport::compute(preds, targets, &binning, &counts, thresholds, policy)?;
+    let mut sera_source = None;
+    if a.sera {
+        let train_values: Vec<f64> = match &train.counts {
+            None => train.values.clone(),
+            Some(c) => train
+                .values
+                .iter()
+                .zip(c)
+                .flat_map(|(&v, &n)| std::iter::repeat_n(v, n as usize))
+                .collect(),
+        };
+        let relevance = a.relevance.relevance(&train_values)?;
+        report = report.with_sera(
+            preds,
+            targets,
+            &binning,
+            &counts,
+            policy,
+            &relevance,
+            a.sera_step,
+        )?;
+        sera_source = Some(format!(
+            "SERA: φ from the training labels' {}, step {}",
+            a.relevance.describe(),
+            a.sera_step
+        ));
+    }
 
     let text = match a.format {
         Format::Table => {
@@ -85,6 +114,10 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
             s.push('\n');
             s.push_str(&footer(&report).join("\n"));
             s.push('\n');
+            if let Some(src) = &sera_source {
+                s.push_str(src);
+                s.push('\n');
+            }
             s
         }
         Format::Markdown => {
@@ -92,6 +125,10 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
             s.push('\n');
             s.push_str(&footer(&report).join("  \n"));
             s.push('\n');
+            if let Some(src) = &sera_source {
+                s.push_str(src);
+                s.push('\n');
+            }
             s
         }
         Format::Csv => csv(&report),
@@ -139,6 +176,9 @@ fn grid(r: &RegressionReport) -> Grid {
     g.rows.push(row("MSE", &|m| opt(m.mse)));
     g.rows.push(row("RMSE", &|m| opt(m.rmse)));
     g.rows.push(row("G-mean", &|m| opt(m.gmean)));
+    if r.all.sera.is_some() {
+        g.rows.push(row("SERA", &|m| opt(m.sera)));
+    }
     g
 }
 
@@ -152,6 +192,7 @@ fn footer(r: &RegressionReport) -> Vec<String> {
 }
 
 fn csv(r: &RegressionReport) -> String {
+    let with_sera = r.all.sera.is_some();
     let mut g = Grid::new(&[
         "group",
         "n",
@@ -180,6 +221,13 @@ fn csv(r: &RegressionReport) -> String {
             only_all(r.balanced_mse),
             only_all(r.pearson_r),
         ]);
+        if with_sera {
+            g.rows.last_mut().expect("just pushed").push(opt(m.sera));
+        }
+    }
+    if with_sera {
+        g.header.push("sera".into());
+        g.align.push(crate::table::Align::Right);
     }
     g.csv()
 }

@@ -1,6 +1,7 @@
 //! Training labels from a file, one row per sample or a `label,count` histogram, and the
 //! binning built from them and the command-line flags.
 
+use dirkit_core::relevance::{BinRule, bin_width};
 use dirkit_core::{Binning, OutOfRange, ShotThresholds};
 
 use crate::args::{BinArgs, OutOfRangeArg};
@@ -138,17 +139,69 @@ impl BinArgs {
         Ok(t)
     }
 
-    /// The binning: `--range` if given (which must contain at least one of the labels in
-    /// `span`), else the auto range over `span`.
+    /// The bin width: the number given, or the rule's choice over the training labels
+    /// (`counts` repeats each label for a histogram input), announced on stderr.
+    pub fn width(&self, labels: &Labels) -> Result<f64> {
+        let rule = match self.bin_width.trim() {
+            "auto" | "fd" => BinRule::FreedmanDiaconis,
+            "scott" => BinRule::Scott,
+            "sturges" => BinRule::Sturges,
+            s => {
+                // A number is checked by the binning, which names what a width must be.
+                return match s.parse::<f64>() {
+                    Ok(w) => Ok(w),
+                    Err(_) => Err(CliError::Usage(format!(
+                        "invalid --bin-width '{s}': expected a positive number, auto, fd, scott or sturges"
+                    ))),
+                };
+            }
+        };
+        let expanded: Vec<f64>;
+        let sample: &[f64] = match &labels.counts {
+            None => &labels.values,
+            Some(c) => {
+                expanded = labels
+                    .values
+                    .iter()
+                    .zip(c)
+                    .flat_map(|(&v, &n)| std::iter::repeat_n(v, n as usize))
+                    .collect();
+                &expanded
+            }
+        };
+        let choice = bin_width(sample, rule)
+            .map_err(|e| CliError::Usage(format!("--bin-width {}: {e}", self.bin_width)))?;
+        let name = match choice.rule {
+            BinRule::FreedmanDiaconis => "Freedman–Diaconis",
+            BinRule::Scott => "Scott",
+            BinRule::Sturges => "Sturges",
+        };
+        eprintln!(
+            "dirkit: --bin-width {}: {name} over {} training labels gives {}{}",
+            self.bin_width,
+            sample.len(),
+            choice.width,
+            if choice.integer_targets {
+                " (rounded to a whole number: the labels are integers)"
+            } else {
+                ""
+            }
+        );
+        Ok(choice.width)
+    }
+
+    /// The binning of width `width`: `--range` if given (which must contain at least one of
+    /// the labels in `span`), else the auto range over `span`.
     pub fn binning(
         &self,
         span: (f64, f64),
+        width: f64,
         has_label_in: impl Fn(f64, f64) -> bool,
     ) -> Result<Binning> {
         match &self.range {
             Some(r) => {
                 let (start, end) = parse_pair("--range", r)?;
-                let b = Binning::from_range(start, end, self.bin_width)?;
+                let b = Binning::from_range(start, end, width)?;
                 if !has_label_in(start, end) {
                     return Err(CliError::Usage(format!(
                         "--range {r}: no label falls in [{start}, {end}) (the labels span {} to {})",
@@ -157,7 +210,7 @@ impl BinArgs {
                 }
                 Ok(b)
             }
-            None => Ok(Binning::auto_from_min_max(span.0, span.1, self.bin_width)?),
+            None => Ok(Binning::auto_from_min_max(span.0, span.1, width)?),
         }
     }
 }

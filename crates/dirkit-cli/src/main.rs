@@ -1,6 +1,7 @@
 //! The `dirkit` command line: effective-density reweighting tables (`dirkit weights`),
-//! per-shot evaluation reports (`dirkit eval`) and balanced dataset splits (`dirkit split`). A
-//! thin layer over dirkit-core and dirkit-data.
+//! per-shot evaluation reports (`dirkit eval`), balanced dataset splits (`dirkit split`), the
+//! relevance function φ (`dirkit relevance`) and relevance-based resampling of tables
+//! (`dirkit resample`). A thin layer over dirkit-core, dirkit-tabular and dirkit-data.
 
 mod args;
 mod error;
@@ -8,6 +9,8 @@ mod eval;
 mod input;
 mod labels;
 mod output;
+mod phi;
+mod resample;
 mod split;
 mod table;
 mod weights;
@@ -27,6 +30,8 @@ fn main() -> ExitCode {
         Command::Weights(a) => weights::run(a, &mut out),
         Command::Eval(a) => eval::run(a, &mut out),
         Command::Split(a) => split::run(a, &mut out),
+        Command::Relevance(a) => phi::run(a, &mut out),
+        Command::Resample(a) => resample::run(a, &mut out),
     };
     let flushed = out.flush();
     match result {

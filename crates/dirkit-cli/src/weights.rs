@@ -69,9 +69,10 @@ pub fn run(a: &WeightsArgs, out: &mut dyn Write) -> Result<()> {
     }
     let labels = Labels::read(&a.input, a.column.as_deref(), a.count_column.as_deref())?;
     let span = labels.span();
-    let binning = a
-        .bins
-        .binning(span, |s, e| labels.values.iter().any(|&y| y >= s && y < e))?;
+    let width = a.bins.width(&labels)?;
+    let binning = a.bins.binning(span, width, |s, e| {
+        labels.values.iter().any(|&y| y >= s && y < e)
+    })?;
     let (counts, dropped) = labels.bin_counts(&binning, policy)?;
     let mut density = if labels.counts.is_none() && config.numerics == Numerics::Reference {
         // Reference numerics sum over the samples in input order.

@@ -4,7 +4,9 @@
 //! continuous targets, smoothing [`Kernel`] windows, label distribution smoothing and per-sample
 //! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]), the DIR
 //! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
-//! ([`Gmm1d`]) and the seeded generator behind every random choice ([`SplitMix64`]).
+//! ([`Gmm1d`]), the relevance function φ of utility-based regression with SERA and the
+//! utility-based F-measure ([`relevance`]), and the seeded generator behind every random
+//! choice ([`SplitMix64`]).
 //!
 //! ```
 //! use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
@@ -29,6 +31,7 @@ pub mod kernel;
 pub mod lds;
 pub mod metrics;
 pub mod parallel;
+pub mod relevance;
 pub mod rng;
 pub mod shots;
 
@@ -40,5 +43,10 @@ pub use gmm::{EmTrace, Gmm1d, GmmConfig};
 pub use kernel::{Kernel, KernelKind, Normalisation};
 pub use lds::{LabelDensity, LdsConfig, Numerics, Reweight, smooth};
 pub use metrics::{GroupMetrics, RegressionReport, pearson_r};
+pub use relevance::{
+    BinRule, BinWidthChoice, BoxPlot, BoxPlotStats, Bump, ControlPoint, Extremes, Relevance,
+    RelevanceConfig, UtilityScores, bin_width, box_plot_stats, bumps, medcouple, sera, sera_curve,
+    sera_with_phi, utility_scores,
+};
 pub use rng::SplitMix64;
 pub use shots::{Shot, ShotThresholds};

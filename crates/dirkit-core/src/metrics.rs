@@ -23,6 +23,10 @@ pub struct GroupMetrics {
     pub rmse: Option<f64>,
     /// Geometric mean of |error|; 0 when any error is exactly 0 (reference behaviour).
     pub gmean: Option<f64>,
+    /// SERA of the group (a sum over its samples, label units squared), when the report was
+    /// asked for it ([`RegressionReport::with_sera`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sera: Option<f64>,
 }
 
 /// Sufficient sums for one group; adding errors is O(1), finishing gives the metrics.
@@ -56,6 +60,7 @@ impl Sums {
             mse: Some(mse),
             rmse: Some(mse.sqrt()),
             gmean: Some((self.ln_abs / n).exp()),
+            sera: None,
         }
     }
 }
@@ -172,6 +177,50 @@ impl RegressionReport {
             },
             thresholds,
         })
+    }
+}
+
+impl RegressionReport {
+    /// Adds SERA (squared error-relevance area, [`crate::relevance::sera`]) to every group,
+    /// with φ from `relevance` (built from the *training* targets) and the trapezoid `step`
+    /// (0.001 as IRon). Shots and dropped targets follow the same binning as
+    /// [`RegressionReport::compute`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_sera(
+        mut self,
+        predictions: &[f64],
+        targets: &[f64],
+        binning: &Binning,
+        train_counts: &[u64],
+        out_of_range: OutOfRange,
+        relevance: &crate::relevance::Relevance,
+        step: f64,
+    ) -> Result<Self> {
+        let shots = self.thresholds.shots(train_counts);
+        let phi = relevance.phi_all(targets);
+        // (predictions, targets, φ) per group: all, many, medium, few.
+        let mut groups: [(Vec<f64>, Vec<f64>, Vec<f64>); 4] = Default::default();
+        for (i, (&p, &t)) in predictions.iter().zip(targets).enumerate() {
+            let Some(b) = binning.bin(t, i, out_of_range)? else {
+                continue;
+            };
+            for g in [0, 1 + shots[b] as usize] {
+                groups[g].0.push(p);
+                groups[g].1.push(t);
+                groups[g].2.push(phi[i]);
+            }
+        }
+        let value = |g: &(Vec<f64>, Vec<f64>, Vec<f64>)| -> Result<Option<f64>> {
+            if g.0.is_empty() {
+                return Ok(None);
+            }
+            crate::relevance::sera_with_phi(&g.0, &g.1, &g.2, step).map(Some)
+        };
+        self.all.sera = value(&groups[0])?;
+        self.many.sera = value(&groups[1 + Shot::Many as usize])?;
+        self.medium.sera = value(&groups[1 + Shot::Medium as usize])?;
+        self.few.sera = value(&groups[1 + Shot::Few as usize])?;
+        Ok(self)
     }
 }
 

@@ -103,6 +103,12 @@ enum LossState {
     GhmR(GhmR),
 }
 
+impl LossState {
+    fn is_pointwise(&self) -> bool {
+        matches!(self, LossState::Pointwise(_))
+    }
+}
+
 /// Linear regression head with DIR training: see the module documentation.
 pub struct RegressionHead {
     config: RegressionHeadConfig,
@@ -158,7 +164,7 @@ impl RegressionHead {
 
     /// Trains with per-sample weights from a fitted label density (LDS). Point-wise losses only.
     pub fn with_label_density(mut self, density: LabelDensity) -> candle_core::Result<Self> {
-        if !matches!(self.loss, LossState::Pointwise(_)) {
+        if !self.loss.is_pointwise() {
             return Err(NnError::shape(
                 "per-sample LDS weights apply to point-wise losses, not Balanced MSE or GHM-R"
                     .into(),
@@ -209,6 +215,34 @@ impl RegressionHead {
         targets: &Tensor,
         epoch: usize,
     ) -> candle_core::Result<TrainStep> {
+        self.step(features, targets, None, epoch)
+    }
+
+    /// [`RegressionHead::forward_train`] with the caller's per-sample weights (B; DenseWeight,
+    /// relevance or any other scheme) in place of the label density's. Point-wise losses only.
+    pub fn forward_train_weighted(
+        &mut self,
+        features: &Tensor,
+        targets: &Tensor,
+        weights: &Tensor,
+        epoch: usize,
+    ) -> candle_core::Result<TrainStep> {
+        if !self.loss.is_pointwise() {
+            return Err(NnError::shape(
+                "per-sample weights apply to point-wise losses, not Balanced MSE or GHM-R".into(),
+            )
+            .into());
+        }
+        self.step(features, targets, Some(weights), epoch)
+    }
+
+    fn step(
+        &mut self,
+        features: &Tensor,
+        targets: &Tensor,
+        weights: Option<&Tensor>,
+        epoch: usize,
+    ) -> candle_core::Result<TrainStep> {
         let targets = targets.flatten_all()?;
         let z = match &mut self.fds {
             Some(f) => f.train_features(features, &targets, epoch)?,
@@ -216,8 +250,9 @@ impl RegressionHead {
         };
         let predictions = self.linear.forward(&z)?.flatten_all()?;
         let targets = targets.to_dtype(predictions.dtype())?;
-        let w = match self.loss {
-            LossState::Pointwise(_) => self.weights(&targets)?,
+        let w = match (self.loss.is_pointwise(), weights) {
+            (true, Some(w)) => Some(w.flatten_all()?.to_dtype(predictions.dtype())?),
+            (true, None) => self.weights(&targets)?,
             _ => None,
         };
         let mut loss = match &mut self.loss {

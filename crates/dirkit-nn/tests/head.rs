@@ -213,3 +213,42 @@ fn ghm_r_counts_round_trip_through_the_state() {
     assert_eq!(a.to_bits(), b.to_bits());
     assert_ne!(a, fresh);
 }
+
+#[test]
+fn caller_weights_replace_the_label_density_weights() {
+    let (z, y) = batch(4);
+    let labels: Vec<f64> = y.to_vec1().unwrap();
+    let (vm, h) = head(RegressionHeadConfig::new(D), 5);
+    let bins = Binning::new(0.0, 1.0, 10).unwrap();
+    let lds = LabelDensity::fit(&labels, bins, OutOfRange::Clip, &LdsConfig::default()).unwrap();
+    let mut h = h.with_label_density(lds).unwrap();
+    let sw: Vec<f64> = (0..labels.len())
+        .map(|i| 0.25 + (i % 5) as f64 * 0.5)
+        .collect();
+    let wt = Tensor::from_vec(sw.clone(), sw.len(), &Device::Cpu).unwrap();
+    let step = h.forward_train_weighted(&z, &y, &wt, 0).unwrap();
+    let data = vm.data().lock().unwrap();
+    let w: Vec<Vec<f64>> = data["head.linear.weight"].to_vec2().unwrap();
+    let b: Vec<f64> = data["head.linear.bias"].to_vec1().unwrap();
+    let zs: Vec<Vec<f64>> = z.to_vec2().unwrap();
+    let mut want = 0.0;
+    for (i, row) in zs.iter().enumerate() {
+        let p: f64 = row.iter().zip(&w[0]).map(|(a, c)| a * c).sum::<f64>() + b[0];
+        want += sw[i] * (p - labels[i]).abs();
+    }
+    want /= zs.len() as f64;
+    let got = step.loss.to_scalar::<f64>().unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    drop(data);
+    // Balanced MSE has no per-sample weights: refused, not ignored.
+    let config = RegressionHeadConfig {
+        loss: HeadLoss::BalancedMse(BalancedMseConfig::default()),
+        ..RegressionHeadConfig::new(D)
+    };
+    let (_, mut b) = head(config, 6);
+    let err = b
+        .forward_train_weighted(&z, &y, &wt, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("point-wise losses"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! dirkit's figures, written as SVG or PNG: the label density with its LDS smoothing and
-//! weights ([`write_lds_plot`]) and a run's error per label value ([`write_error_by_label_plot`]).
+//! weights ([`write_lds_plot`]), a run's error per label value ([`write_error_by_label_plot`]),
+//! a target's relevance φ ([`write_relevance_plot`]) and a comparison of methods over repeated
+//! runs ([`write_method_plot`]).
 //!
 //! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
 //! `ab_glyph` feature, so no system font library is needed. Every writer picks the format from
@@ -10,6 +12,8 @@
 
 mod by_label;
 mod lds;
+mod methods;
+mod relevance;
 
 use std::error::Error;
 use std::path::Path;
@@ -21,6 +25,8 @@ use plotters::style::{FontStyle, register_font};
 
 pub use by_label::{LabelError, write_error_by_label_plot};
 pub use lds::write_lds_plot;
+pub use methods::{MethodPanel, MethodSeries, write_method_plot};
+pub use relevance::write_relevance_plot;
 
 /// Figure size in pixels (SVG user units).
 pub const SIZE: (u32, u32) = (1000, 700);
