@@ -570,22 +570,53 @@ pub fn sera_curve(
     }
     let k_max = (1.0 / step).round() as usize;
     let t = |k: usize| k as f64 * step;
-    // bucket[k] = Σ errors of samples whose last passed threshold is t_k.
-    let mut bucket = vec![0.0f64; k_max + 1];
-    for ((&p, &y), &f) in predictions.iter().zip(targets).zip(phi) {
-        if !(0.0..=1.0).contains(&f) {
-            return invalid("relevance", f, "a number in [0, 1]");
+    // bucket[k] = Σ errors of samples whose last passed threshold is t_k; threads fill their
+    // own buckets over contiguous parts, summed in part order.
+    let fill = |p: &[f64], y: &[f64], f: &[f64]| -> Result<Vec<f64>> {
+        let mut bucket = vec![0.0f64; k_max + 1];
+        for ((&p, &y), &f) in p.iter().zip(y).zip(f) {
+            if !(0.0..=1.0).contains(&f) {
+                return invalid("relevance", f, "a number in [0, 1]");
+            }
+            let mut k = ((f / step) as usize).min(k_max);
+            while k < k_max && t(k + 1) <= f {
+                k += 1;
+            }
+            while k > 0 && t(k) > f {
+                k -= 1;
+            }
+            let e = p - y;
+            bucket[k] += e * e;
         }
-        let mut k = ((f / step).floor() as usize).min(k_max);
-        while k < k_max && t(k + 1) <= f {
-            k += 1;
+        Ok(bucket)
+    };
+    let n = targets.len();
+    let parts = parallel::parts(n);
+    let bucket = if parts <= 1 {
+        fill(predictions, targets, phi)?
+    } else {
+        let chunk = n.div_ceil(parts);
+        let partial: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..parts)
+                .map(|i| {
+                    let r = i * chunk..((i + 1) * chunk).min(n);
+                    let (p, y, f) = (&predictions[r.clone()], &targets[r.clone()], &phi[r]);
+                    s.spawn(move || fill(p, y, f))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("SERA worker panicked"))
+                .collect()
+        });
+        let mut total = vec![0.0f64; k_max + 1];
+        for b in partial {
+            for (t, v) in total.iter_mut().zip(b?) {
+                *t += v;
+            }
         }
-        while k > 0 && t(k) > f {
-            k -= 1;
-        }
-        let e = p - y;
-        bucket[k] += e * e;
-    }
+        total
+    };
     let mut curve = vec![(0.0, 0.0); k_max + 1];
     let mut acc = 0.0;
     for k in (0..=k_max).rev() {
@@ -744,7 +775,21 @@ pub fn utility_scores(
     threshold: f64,
     beta: f64,
 ) -> Result<UtilityScores> {
-    sera_curve(predictions, targets, targets, 1.0)?; // shape and finiteness checks
+    if predictions.len() != targets.len() {
+        return Err(CoreError::LengthMismatch {
+            what: "predictions vs targets",
+            left: predictions.len(),
+            right: targets.len(),
+        });
+    }
+    for v in [predictions, targets] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CoreError::NonFiniteLabel {
+                index: i,
+                value: v[i],
+            });
+        }
+    }
     let n = targets.len();
     if n < 2 {
         return Err(CoreError::Empty("utility scores need at least two samples"));
@@ -999,6 +1044,24 @@ mod tests {
         let exact = 1.0 * (0.25 + 0.0005) + 4.0 * (0.5 + 0.0005) + 9.0 * 1.0;
         let s = sera(&p, &y, &lin, 0.001).unwrap();
         assert!((s - exact).abs() < 1e-9, "{s} vs {exact}");
+    }
+
+    #[test]
+    fn sera_adds_up_over_disjoint_parts_and_refuses_bad_relevance() {
+        // Large enough for the threaded path: SERA of the whole equals the sum over halves.
+        let mut g = crate::SplitMix64::new(9);
+        let n = 2_500_000;
+        let y: Vec<f64> = (0..n).map(|_| (0.6 * g.normal()).exp() * 10.0).collect();
+        let p: Vec<f64> = y.iter().map(|v| v + g.normal()).collect();
+        let r = Relevance::from_targets(&y[..10_000], &RelevanceConfig::default()).unwrap();
+        let whole = sera(&p, &y, &r, 0.001).unwrap();
+        let h = n / 3;
+        let parts =
+            sera(&p[..h], &y[..h], &r, 0.001).unwrap() + sera(&p[h..], &y[h..], &r, 0.001).unwrap();
+        assert!((whole - parts).abs() <= 1e-9 * whole, "{whole} vs {parts}");
+        let e = sera_with_phi(&[1.0], &[2.0], &[1.5], 0.001).unwrap_err();
+        assert!(e.to_string().contains("relevance = 1.5"), "{e}");
+        assert!(sera_with_phi(&[1.0], &[2.0], &[0.5], 0.0).is_err());
     }
 
     #[test]
