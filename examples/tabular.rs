@@ -57,30 +57,7 @@ enum Method {
     Lds,
     DenseWeight,
     BalancedMse,
-    Resample(ResamplerKey),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum ResamplerKey {
-    Ro,
-    Ru,
-    Gn,
-    Smoter,
-    Smogn,
-    Wercs,
-}
-
-impl ResamplerKey {
-    fn method(self) -> Resampler {
-        match self {
-            ResamplerKey::Ro => Resampler::Ro,
-            ResamplerKey::Ru => Resampler::Ru,
-            ResamplerKey::Gn => Resampler::Gn,
-            ResamplerKey::Smoter => Resampler::Smoter,
-            ResamplerKey::Smogn => Resampler::Smogn,
-            ResamplerKey::Wercs => Resampler::Wercs,
-        }
-    }
+    Resample(Resampler),
 }
 
 impl Method {
@@ -89,12 +66,12 @@ impl Method {
         Method::Lds,
         Method::DenseWeight,
         Method::BalancedMse,
-        Method::Resample(ResamplerKey::Ro),
-        Method::Resample(ResamplerKey::Ru),
-        Method::Resample(ResamplerKey::Gn),
-        Method::Resample(ResamplerKey::Smoter),
-        Method::Resample(ResamplerKey::Smogn),
-        Method::Resample(ResamplerKey::Wercs),
+        Method::Resample(Resampler::Ro),
+        Method::Resample(Resampler::Ru),
+        Method::Resample(Resampler::Gn),
+        Method::Resample(Resampler::Smoter),
+        Method::Resample(Resampler::Smogn),
+        Method::Resample(Resampler::Wercs),
     ];
 
     fn name(self) -> &'static str {
@@ -104,12 +81,12 @@ impl Method {
             Method::DenseWeight => "DenseWeight",
             Method::BalancedMse => "Balanced MSE",
             Method::Resample(r) => match r {
-                ResamplerKey::Ro => "RO",
-                ResamplerKey::Ru => "RU",
-                ResamplerKey::Gn => "GN",
-                ResamplerKey::Smoter => "SMOTER",
-                ResamplerKey::Smogn => "SMOGN",
-                ResamplerKey::Wercs => "WERCS",
+                Resampler::Ro => "RO",
+                Resampler::Ru => "RU",
+                Resampler::Gn => "GN",
+                Resampler::Smoter => "SMOTER",
+                Resampler::Smogn => "SMOGN",
+                Resampler::Wercs => "WERCS",
             },
         }
     }
@@ -299,7 +276,7 @@ fn evaluate(
             let config = ResampleConfig {
                 threshold: THRESHOLD,
                 seed,
-                ..ResampleConfig::new(r.method())
+                ..ResampleConfig::new(r)
             };
             resample(train, target, &phi, &config)
                 .map_err(|e| e.to_string())?

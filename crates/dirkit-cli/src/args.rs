@@ -201,13 +201,16 @@ pub struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Also report SERA (squared error-relevance area) per group, with φ from the training
-    /// labels (see the relevance flags).
+    /// Also report SERA (squared error-relevance area) per group and the utility-based
+    /// precision / recall / F1, with φ from the training labels (see the relevance flags).
     #[arg(long)]
     pub sera: bool,
     /// Trapezoid step of SERA's threshold integral.
     #[arg(long, default_value_t = 0.001, value_name = "STEP", requires = "sera")]
     pub sera_step: f64,
+    /// Relevance threshold of the utility-based precision / recall / F1 printed with --sera.
+    #[arg(long, default_value_t = 0.8, value_name = "T", requires = "sera")]
+    pub utility_threshold: f64,
     /// φ for --sera.
     #[command(flatten)]
     pub relevance: PhiArgs,

@@ -81,17 +81,20 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
                 .collect(),
         };
         let relevance = a.relevance.relevance(&train_values)?;
-        report = report.with_sera(
-            preds,
-            targets,
-            &binning,
-            &counts,
-            policy,
-            &relevance,
-            a.sera_step,
-        )?;
+        report = report
+            .with_sera(
+                preds,
+                targets,
+                &binning,
+                &counts,
+                policy,
+                &relevance,
+                a.sera_step,
+            )?
+            .with_utility(preds, targets, &relevance, a.utility_threshold)?;
         sera_source = Some(format!(
-            "SERA: φ from the training labels' {}, step {}",
+            "SERA and utility (φ ≥ {}): φ from the training labels' {}, SERA step {}",
+            a.utility_threshold,
             a.relevance.describe(),
             a.sera_step
         ));
@@ -184,11 +187,20 @@ fn grid(r: &RegressionReport) -> Grid {
 
 fn footer(r: &RegressionReport) -> Vec<String> {
     let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| human(v, 4));
-    vec![
+    let mut lines = vec![
         format!("balanced MAE: {}", opt(r.balanced_mae)),
         format!("balanced MSE: {}", opt(r.balanced_mse)),
         format!("Pearson r: {}", opt(r.pearson_r)),
-    ]
+    ];
+    if let Some(u) = &r.utility {
+        lines.push(format!(
+            "utility-based precision / recall / F1: {} / {} / {}",
+            human(u.precision, 4),
+            human(u.recall, 4),
+            human(u.f_score, 4)
+        ));
+    }
+    lines
 }
 
 fn csv(r: &RegressionReport) -> String {
@@ -222,12 +234,19 @@ fn csv(r: &RegressionReport) -> String {
             only_all(r.pearson_r),
         ]);
         if with_sera {
-            g.rows.last_mut().expect("just pushed").push(opt(m.sera));
+            let row = g.rows.last_mut().expect("just pushed");
+            row.push(opt(m.sera));
+            let u = r.utility.filter(|_| overall);
+            row.push(opt(u.map(|u| u.precision)));
+            row.push(opt(u.map(|u| u.recall)));
+            row.push(opt(u.map(|u| u.f_score)));
         }
     }
     if with_sera {
-        g.header.push("sera".into());
-        g.align.push(crate::table::Align::Right);
+        for name in ["sera", "utility_precision", "utility_recall", "utility_f1"] {
+            g.header.push(name.into());
+            g.align.push(crate::table::Align::Right);
+        }
     }
     g.csv()
 }

@@ -33,6 +33,16 @@ fn strategy(s: &str) -> Result<Strategy> {
 /// Runs `dirkit resample`.
 pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
     check_writable(&a.output, &a.input, a.force)?;
+    if let Some(dir) = Path::new(&a.output).parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        return Err(CliError::Usage(format!(
+            "{}: the folder {} does not exist",
+            a.output,
+            dir.display()
+        )));
+    }
     let nominal: Vec<String> = a
         .nominal
         .as_deref()

@@ -1,46 +1,17 @@
 //! End-to-end tests of the `dirkit` binary: outputs, every documented error, stdin.
 
-use std::path::{Path, PathBuf};
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn dirkit() -> Command {
-    Command::cargo_bin("dirkit").unwrap()
-}
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{dirkit, fails_with, repo, write};
 
 fn agedb() -> String {
     repo()
         .join("datasets/agedb-dir/train_age_counts.csv")
         .to_string_lossy()
         .into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-/// Runs a command that must fail with exit code 2 and a one-line message containing `needles`.
-#[track_caller]
-fn fails_with(cmd: &mut Command, needles: &[&str]) {
-    let out = cmd.assert().code(2).get_output().clone();
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "stderr {err:?} lacks {n:?}");
-    }
 }
 
 fn csv_rows(stdout: &[u8]) -> Vec<Vec<String>> {

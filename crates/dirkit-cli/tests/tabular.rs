@@ -1,47 +1,18 @@
 //! `dirkit relevance`, `dirkit resample`, `eval --sera` and `--bin-width auto` end to end.
 
-use std::path::{Path, PathBuf};
-
-use assert_cmd::Command;
-use dirkit_core::relevance::{Relevance, RelevanceConfig, sera};
+use dirkit_core::relevance::{Relevance, RelevanceConfig, sera, utility_scores};
 use serde_json::Value;
 
-fn dirkit() -> Command {
-    Command::cargo_bin("dirkit").unwrap()
-}
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{dirkit, fails_with, repo_file, stdout_of, write};
 
 fn wine() -> String {
-    repo()
-        .join("datasets/wine-quality/winequality-red.csv")
-        .to_string_lossy()
-        .into_owned()
+    repo_file("datasets/wine-quality/winequality-red.csv")
 }
 
 fn abalone() -> String {
-    repo()
-        .join("datasets/abalone/abalone.csv")
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-#[track_caller]
-fn fails_with(cmd: &mut Command, needles: &[&str]) {
-    let out = cmd.assert().code(2).get_output().clone();
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(!err.contains("panicked"), "panic: {err}");
-    for n in needles {
-        assert!(err.contains(n), "expected '{n}' in: {err}");
-    }
+    repo_file("datasets/abalone/abalone.csv")
 }
 
 fn column(path: &str, name: &str) -> Vec<f64> {
@@ -54,21 +25,14 @@ fn column(path: &str, name: &str) -> Vec<f64> {
 
 #[test]
 fn relevance_csv_is_one_row_per_input_row_in_order() {
-    let out = dirkit()
-        .args([
-            "relevance",
-            &abalone(),
-            "--column",
-            "rings",
-            "--format",
-            "csv",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = stdout_of(dirkit().args([
+        "relevance",
+        &abalone(),
+        "--column",
+        "rings",
+        "--format",
+        "csv",
+    ]));
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("value,relevance"));
     let rows: Vec<(f64, f64)> = lines
@@ -90,15 +54,11 @@ fn relevance_csv_is_one_row_per_input_row_in_order() {
 fn relevance_table_json_plot_and_control_points() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("phi.svg");
-    let out = dirkit()
-        .args(["relevance", &wine(), "--column", "quality", "--plot"])
-        .arg(&plot)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = stdout_of(
+        dirkit()
+            .args(["relevance", &wine(), "--column", "quality", "--plot"])
+            .arg(&plot),
+    );
     assert!(
         text.contains("rare share: 60.1% with φ ≥ 0.5, 17.5% with φ ≥ 0.8"),
         "{text}"
@@ -112,22 +72,19 @@ fn relevance_table_json_plot_and_control_points() {
             .arg(&plot),
         &["already exists"],
     );
-    let out = dirkit()
-        .args([
-            "relevance",
-            &wine(),
-            "--column",
-            "quality",
-            "--format",
-            "json",
-        ])
-        .args(["--control", "3:1,5.5:0,8:1:0"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: Value = serde_json::from_slice(&out).unwrap();
+    let out = stdout_of(
+        dirkit()
+            .args([
+                "relevance",
+                &wine(),
+                "--column",
+                "quality",
+                "--format",
+                "json",
+            ])
+            .args(["--control", "3:1,5.5:0,8:1:0"]),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["control_points"].as_array().unwrap().len(), 3);
     assert_eq!(v["relevance"].as_array().unwrap().len(), 1599);
     fails_with(
@@ -165,23 +122,20 @@ fn resample_writes_a_readable_seeded_csv_and_never_overwrites() {
     let b = dir.path().join("sub dir/b.csv");
     std::fs::create_dir_all(b.parent().unwrap()).unwrap();
     for out in [&a, &b] {
-        let summary = dirkit()
-            .args([
-                "resample",
-                &abalone(),
-                "--target",
-                "rings",
-                "--method",
-                "smogn",
-            ])
-            .args(["--seed", "7", "--output"])
-            .arg(out)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let s = String::from_utf8(summary).unwrap();
+        let summary = stdout_of(
+            dirkit()
+                .args([
+                    "resample",
+                    &abalone(),
+                    "--target",
+                    "rings",
+                    "--method",
+                    "smogn",
+                ])
+                .args(["--seed", "7", "--output"])
+                .arg(out),
+        );
+        let s = summary;
         assert!(
             s.contains("distance heom"),
             "the nominal sex column switches to HEOM: {s}"
@@ -282,18 +236,41 @@ fn resample_explains_bad_input() {
         &mut run(&nominal_target, &[]),
         &["--target y: the column holds text"],
     );
-    fails_with(
-        dirkit().args([
+    // clap's own usage error: several lines, exit code 2.
+    let usage = dirkit()
+        .args([
             "resample",
             &wine(),
             "--target",
             "quality",
             "--method",
             "magic",
-            "--output",
-            "x.csv",
-        ]),
-        &["invalid value 'magic'"],
+        ])
+        .args(["--output", "x.csv"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8(usage)
+            .unwrap()
+            .contains("invalid value 'magic'")
+    );
+    let nowhere = dir.path().join("missing/o.csv");
+    fails_with(
+        dirkit()
+            .args([
+                "resample",
+                &wine(),
+                "--target",
+                "quality",
+                "--method",
+                "ro",
+                "--output",
+            ])
+            .arg(&nowhere),
+        &["does not exist"],
     );
     assert!(!out.exists(), "no output after a failure");
 }
@@ -317,22 +294,18 @@ fn eval_sera_in_every_format() {
     let r = Relevance::from_targets(train, &RelevanceConfig::default()).unwrap();
     let want = sera(&preds, test, &r, 0.001).unwrap();
     let run = |format: &str| {
-        let out = dirkit()
-            .args([
-                "eval",
-                "--pred",
-                &pred_path,
-                "--train",
-                &train_path,
-                "--sera",
-            ])
-            .args(["--format", format])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        String::from_utf8(out).unwrap()
+        stdout_of(
+            dirkit()
+                .args([
+                    "eval",
+                    "--pred",
+                    &pred_path,
+                    "--train",
+                    &train_path,
+                    "--sera",
+                ])
+                .args(["--format", format]),
+        )
     };
     let v: Value = serde_json::from_str(&run("json")).unwrap();
     let got = v["report"]["all"]["sera"].as_f64().unwrap();
@@ -345,30 +318,36 @@ fn eval_sera_in_every_format() {
         (parts - want).abs() <= 1e-9 * want,
         "shots add up to the whole"
     );
+    let u = utility_scores(&preds, test, &r, 0.8, 1.0).unwrap();
+    let ju = &v["report"]["utility"];
+    assert_eq!(ju["f_score"].as_f64(), Some(u.f_score));
+    assert_eq!(ju["precision"].as_f64(), Some(u.precision));
     let csv = run("csv");
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.last(), Some(&"sera"));
+    assert_eq!(
+        header[header.len() - 4..],
+        ["sera", "utility_precision", "utility_recall", "utility_f1"]
+    );
     let all: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert!((all.last().unwrap().parse::<f64>().unwrap() - want).abs() <= 1e-9 * want);
-    assert!(run("table").contains("SERA"));
+    let sera_col = all[all.len() - 4].parse::<f64>().unwrap();
+    assert!((sera_col - want).abs() <= 1e-9 * want);
+    assert_eq!(all.last().unwrap().parse::<f64>().unwrap(), u.f_score);
+    let many: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(many.last(), Some(&""), "utility is an overall figure");
+    let table = run("table");
+    assert!(table.contains("SERA") && table.contains("utility-based precision / recall / F1"));
     // Without --sera nothing changes.
-    let plain = dirkit()
-        .args([
-            "eval",
-            "--pred",
-            &pred_path,
-            "--train",
-            &train_path,
-            "--format",
-            "csv",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert!(!String::from_utf8(plain).unwrap().contains("sera"));
+    let plain = stdout_of(dirkit().args([
+        "eval",
+        "--pred",
+        &pred_path,
+        "--train",
+        &train_path,
+        "--format",
+        "csv",
+    ]));
+    assert!(!plain.contains("sera"));
 }
 
 #[test]

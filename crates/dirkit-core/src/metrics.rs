@@ -84,6 +84,10 @@ pub struct RegressionReport {
     pub pearson_r: Option<f64>,
     /// The thresholds the shots were taken with.
     pub thresholds: ShotThresholds,
+    /// Utility-based precision, recall and F1 over all samples, when asked for
+    /// ([`RegressionReport::with_utility`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utility: Option<crate::relevance::UtilityScores>,
 }
 
 impl RegressionReport {
@@ -176,6 +180,7 @@ impl RegressionReport {
                 pearson_r(&p, &t)
             },
             thresholds,
+            utility: None,
         })
     }
 }
@@ -220,6 +225,28 @@ impl RegressionReport {
         self.many.sera = value(&groups[1 + Shot::Many as usize])?;
         self.medium.sera = value(&groups[1 + Shot::Medium as usize])?;
         self.few.sera = value(&groups[1 + Shot::Few as usize])?;
+        Ok(self)
+    }
+}
+
+impl RegressionReport {
+    /// Adds the utility-based precision, recall and F1 ([`crate::relevance::utility_scores`],
+    /// β = 1) over every test sample at relevance `threshold` (0.8 is usual), φ from the
+    /// training targets.
+    pub fn with_utility(
+        mut self,
+        predictions: &[f64],
+        targets: &[f64],
+        relevance: &crate::relevance::Relevance,
+        threshold: f64,
+    ) -> Result<Self> {
+        self.utility = Some(crate::relevance::utility_scores(
+            predictions,
+            targets,
+            relevance,
+            threshold,
+            1.0,
+        )?);
         Ok(self)
     }
 }

@@ -160,7 +160,8 @@ pub fn box_plot_stats(y: &[f64], coef: f64, convention: BoxPlot) -> Result<BoxPl
     })
 }
 
-fn sorted_finite(y: &[f64]) -> Result<Vec<f64>> {
+/// A non-empty sample of finite targets.
+fn check_targets(y: &[f64]) -> Result<()> {
     if y.is_empty() {
         return Err(CoreError::Empty("no target value given"));
     }
@@ -170,6 +171,11 @@ fn sorted_finite(y: &[f64]) -> Result<Vec<f64>> {
             value: y[i],
         });
     }
+    Ok(())
+}
+
+fn sorted_finite(y: &[f64]) -> Result<Vec<f64>> {
+    check_targets(y)?;
     let mut s = y.to_vec();
     s.sort_unstable_by(f64::total_cmp);
     Ok(s)
@@ -489,15 +495,7 @@ pub fn bumps(y: &[f64], phi: &[f64], threshold: f64) -> Result<Vec<Bump>> {
             right: phi.len(),
         });
     }
-    if y.is_empty() {
-        return Err(CoreError::Empty("no target value given"));
-    }
-    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
-        return Err(CoreError::NonFiniteLabel {
-            index: i,
-            value: y[i],
-        });
-    }
+    check_targets(y)?;
     let mut order: Vec<usize> = (0..y.len()).collect();
     order.sort_by(|&a, &b| y[a].total_cmp(&y[b]).then(a.cmp(&b)));
     let mut out: Vec<Bump> = Vec::new();
@@ -548,25 +546,13 @@ pub fn sera_curve(
     if !(step > 0.0 && step <= 1.0) {
         return invalid("SERA step", step, "a number in (0, 1]");
     }
-    for (what, v) in [
-        ("predictions vs targets", predictions.len()),
-        ("relevance vs targets", phi.len()),
-    ] {
-        if v != targets.len() {
-            return Err(CoreError::LengthMismatch {
-                what,
-                left: v,
-                right: targets.len(),
-            });
-        }
-    }
-    for s in [predictions, targets] {
-        if let Some(i) = s.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::NonFiniteLabel {
-                index: i,
-                value: s[i],
-            });
-        }
+    check_pairs(predictions, targets)?;
+    if phi.len() != targets.len() {
+        return Err(CoreError::LengthMismatch {
+            what: "relevance vs targets",
+            left: phi.len(),
+            right: targets.len(),
+        });
     }
     let k_max = (1.0 / step).round() as usize;
     let t = |k: usize| k as f64 * step;
@@ -624,6 +610,26 @@ pub fn sera_curve(
         curve[k] = (t(k), acc);
     }
     Ok(curve)
+}
+
+/// Equal lengths and finite values of predictions and targets.
+fn check_pairs(predictions: &[f64], targets: &[f64]) -> Result<()> {
+    if predictions.len() != targets.len() {
+        return Err(CoreError::LengthMismatch {
+            what: "predictions vs targets",
+            left: predictions.len(),
+            right: targets.len(),
+        });
+    }
+    for v in [predictions, targets] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(CoreError::NonFiniteLabel {
+                index: i,
+                value: v[i],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Utility-based precision, recall and F-measure for regression (Ribeiro 2011; Branco, Torgo
@@ -775,21 +781,7 @@ pub fn utility_scores(
     threshold: f64,
     beta: f64,
 ) -> Result<UtilityScores> {
-    if predictions.len() != targets.len() {
-        return Err(CoreError::LengthMismatch {
-            what: "predictions vs targets",
-            left: predictions.len(),
-            right: targets.len(),
-        });
-    }
-    for v in [predictions, targets] {
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(CoreError::NonFiniteLabel {
-                index: i,
-                value: v[i],
-            });
-        }
-    }
+    check_pairs(predictions, targets)?;
     let n = targets.len();
     if n < 2 {
         return Err(CoreError::Empty("utility scores need at least two samples"));

@@ -38,6 +38,20 @@ fn head(config: RegressionHeadConfig, seed: u64) -> (VarMap, RegressionHead) {
     (vm, h)
 }
 
+/// Mean of `sw[i]·|w·z_i + b − y_i|` with the head's current linear layer.
+fn hand_weighted_l1(vm: &VarMap, z: &Tensor, labels: &[f64], sw: &[f64]) -> f64 {
+    let data = vm.data().lock().unwrap();
+    let w: Vec<Vec<f64>> = data["head.linear.weight"].to_vec2().unwrap();
+    let b: Vec<f64> = data["head.linear.bias"].to_vec1().unwrap();
+    let zs: Vec<Vec<f64>> = z.to_vec2().unwrap();
+    let mut want = 0.0;
+    for (i, row) in zs.iter().enumerate() {
+        let p: f64 = row.iter().zip(&w[0]).map(|(a, c)| a * c).sum::<f64>() + b[0];
+        want += sw[i] * (p - labels[i]).abs();
+    }
+    want / zs.len() as f64
+}
+
 #[test]
 fn weighted_l1_step_equals_the_hand_computation() {
     let (z, y) = batch(1);
@@ -47,17 +61,8 @@ fn weighted_l1_step_equals_the_hand_computation() {
     let (vm, h) = head(RegressionHeadConfig::new(D), 3);
     let mut h = h.with_label_density(lds.clone()).unwrap();
     let step = h.forward_train(&z, &y, 0).unwrap();
-    let data = vm.data().lock().unwrap();
-    let w: Vec<Vec<f64>> = data["head.linear.weight"].to_vec2().unwrap();
-    let b: Vec<f64> = data["head.linear.bias"].to_vec1().unwrap();
-    let zs: Vec<Vec<f64>> = z.to_vec2().unwrap();
     let sw = lds.sample_weights(&labels).unwrap();
-    let mut want = 0.0;
-    for (i, row) in zs.iter().enumerate() {
-        let p: f64 = row.iter().zip(&w[0]).map(|(a, c)| a * c).sum::<f64>() + b[0];
-        want += sw[i] * (p - labels[i]).abs();
-    }
-    want /= zs.len() as f64;
+    let want = hand_weighted_l1(&vm, &z, &labels, &sw);
     let got = step.loss.to_scalar::<f64>().unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     // Inference is the plain linear map.
@@ -227,19 +232,9 @@ fn caller_weights_replace_the_label_density_weights() {
         .collect();
     let wt = Tensor::from_vec(sw.clone(), sw.len(), &Device::Cpu).unwrap();
     let step = h.forward_train_weighted(&z, &y, &wt, 0).unwrap();
-    let data = vm.data().lock().unwrap();
-    let w: Vec<Vec<f64>> = data["head.linear.weight"].to_vec2().unwrap();
-    let b: Vec<f64> = data["head.linear.bias"].to_vec1().unwrap();
-    let zs: Vec<Vec<f64>> = z.to_vec2().unwrap();
-    let mut want = 0.0;
-    for (i, row) in zs.iter().enumerate() {
-        let p: f64 = row.iter().zip(&w[0]).map(|(a, c)| a * c).sum::<f64>() + b[0];
-        want += sw[i] * (p - labels[i]).abs();
-    }
-    want /= zs.len() as f64;
+    let want = hand_weighted_l1(&vm, &z, &labels, &sw);
     let got = step.loss.to_scalar::<f64>().unwrap();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-    drop(data);
     // Balanced MSE has no per-sample weights: refused, not ignored.
     let config = RegressionHeadConfig {
         loss: HeadLoss::BalancedMse(BalancedMseConfig::default()),

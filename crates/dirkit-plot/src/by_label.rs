@@ -7,7 +7,9 @@ use dirkit_core::Shot;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, format_tick, nice_top, write_figure};
+use crate::{
+    Draw, DrawResult, FAMILY, GRID_COLOUR, draw_legend, format_tick, nice_top, write_figure,
+};
 
 const MANY_COLOUR: RGBColor = RGBColor(44, 123, 182);
 const MEDIUM_COLOUR: RGBColor = RGBColor(253, 174, 97);
@@ -135,14 +137,7 @@ impl Figure<'_> {
                 .label(format!("all: {m:.2}"))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.7)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FAMILY, 15))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart, 15)
     }
 
     fn draw_counts<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult

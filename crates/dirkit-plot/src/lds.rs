@@ -7,7 +7,9 @@ use dirkit_core::LabelDensity;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, format_tick, nice_top, write_figure};
+use crate::{
+    Draw, DrawResult, FAMILY, GRID_COLOUR, draw_legend, format_tick, nice_top, write_figure,
+};
 
 /// Space left of both plotting areas for the y tick labels and description; equal in both panels
 /// so that their label axes line up.
@@ -172,14 +174,7 @@ impl<'a> Figure<'a> {
             .legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], EFFECTIVE_COLOUR.stroke_width(2))
             });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FAMILY, 15))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart, 15)
     }
 
     fn draw_weights<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult

@@ -126,6 +126,50 @@ fn register_embedded_font() -> Result<(), &'static str> {
     }
 }
 
+/// A chart with two f64 axes, as every dirkit panel.
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Grid, tick labels and axis names in the house style (light grid, no minor lines).
+fn draw_mesh<'a, DB>(chart: &mut Chart<'a, DB>, x_desc: Option<&str>, y_desc: &str) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(y_desc)
+        .bold_line_style(GRID_COLOUR)
+        .light_line_style(TRANSPARENT)
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 17))
+        .x_label_formatter(&|x| format_tick(*x))
+        .y_label_formatter(&|y| format_tick(*y));
+    if let Some(x) = x_desc {
+        mesh.x_desc(x);
+    }
+    mesh.draw()?;
+    Ok(())
+}
+
+/// The series legend in the upper right corner on a white box.
+fn draw_legend<'a, DB>(chart: &mut Chart<'a, DB>, font_size: u32) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FAMILY, font_size))
+        .draw()?;
+    Ok(())
+}
+
 /// A positive, finite axis top: `value` when it is one, else 1.
 fn nice_top(value: f64) -> f64 {
     if value.is_finite() && value > 0.0 {

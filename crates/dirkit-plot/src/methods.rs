@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, format_tick, write_figure};
+use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, draw_legend, format_tick, write_figure};
 
 const SERIES_COLOURS: [RGBColor; 4] = [
     RGBColor(33, 102, 172),
@@ -118,14 +118,7 @@ impl Figure<'_> {
                 .label(name.as_str())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FAMILY, 14))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart, 14)
     }
 }
 

@@ -7,14 +7,14 @@ use dirkit_core::relevance::Relevance;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::{Draw, DrawResult, FAMILY, GRID_COLOUR, format_tick, nice_top, write_figure};
+use crate::{Draw, DrawResult, draw_legend, draw_mesh, nice_top, write_figure};
 
 const NORMAL_COLOUR: RGBColor = RGBColor(158, 188, 218);
 const RARE_COLOUR: RGBColor = RGBColor(215, 48, 39);
 const PHI_COLOUR: RGBColor = RGBColor(33, 102, 172);
 
 /// Writes the relevance figure of `values` under `relevance` to `path` (.svg or .png): a
-/// 40-bin histogram, bars of rare bins (φ at the bin centre ≥ `threshold`) in red, over φ with
+/// histogram (one bar per value for whole numbers spanning at most 200, else 40 bars), bars of rare bins (φ at the bin centre ≥ `threshold`) in red, over φ with
 /// its control points and the threshold. Errors are one line naming the path.
 pub fn write_relevance_plot(
     path: &Path,
@@ -36,19 +36,30 @@ pub fn write_relevance_plot(
         ));
     }
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let (x0, x1) = (lo - 0.03 * span, hi + 0.03 * span);
-    let bins = 40usize;
-    let width = span / bins as f64;
+    // Whole-number targets (grades, counts) get one bar per value; others 40 bars.
+    let integers = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .all(|v| v.fract() == 0.0);
+    let (start, width, bins) = if integers && span <= 200.0 {
+        (lo - 0.5, 1.0, span as usize + 1)
+    } else {
+        (lo, span / 40.0, 40)
+    };
+    let (x0, x1) = (
+        start - 0.03 * span,
+        start + width * bins as f64 + 0.03 * span,
+    );
     let mut counts = vec![0u64; bins];
     for &v in values.iter().filter(|v| v.is_finite()) {
-        let b = (((v - lo) / width) as usize).min(bins - 1);
+        let b = (((v - start) / width) as usize).min(bins - 1);
         counts[b] += 1;
     }
     let bars = counts
         .iter()
         .enumerate()
         .map(|(b, &c)| {
-            let l = lo + b as f64 * width;
+            let l = start + b as f64 * width;
             let rare = relevance.phi(l + 0.5 * width) >= threshold;
             (l, l + width, c as f64, rare)
         })
@@ -104,16 +115,7 @@ impl Draw for Figure<'_> {
             .x_label_area_size(28)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .y_desc("samples")
-            .bold_line_style(GRID_COLOUR)
-            .light_line_style(TRANSPARENT)
-            .label_style((FAMILY, 15))
-            .axis_desc_style((FAMILY, 17))
-            .x_label_formatter(&|x| format_tick(*x))
-            .y_label_formatter(&|y| format_tick(*y))
-            .draw()?;
+        draw_mesh(&mut chart, None, "samples")?;
         for (rare, colour, name) in [
             (false, NORMAL_COLOUR, "normal"),
             (true, RARE_COLOUR, "rare"),
@@ -129,14 +131,7 @@ impl Draw for Figure<'_> {
                     Rectangle::new([(x, y - 6), (x + 20, y + 6)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FAMILY, 15))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart, 15)
     }
 
     fn draw_bottom<DB>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
@@ -153,17 +148,7 @@ impl Draw for Figure<'_> {
             .x_label_area_size(48)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, -0.05..1.1)?;
-        chart
-            .configure_mesh()
-            .x_desc("target")
-            .y_desc("relevance φ")
-            .bold_line_style(GRID_COLOUR)
-            .light_line_style(TRANSPARENT)
-            .label_style((FAMILY, 15))
-            .axis_desc_style((FAMILY, 17))
-            .x_label_formatter(&|x| format_tick(*x))
-            .y_label_formatter(&|y| format_tick(*y))
-            .draw()?;
+        draw_mesh(&mut chart, Some("target"), "relevance φ")?;
         chart.draw_series(DashedLineSeries::new(
             [(x0, self.threshold), (x1, self.threshold)],
             8,

@@ -12,7 +12,7 @@ use crate::frame::{Column, Frame};
 use crate::neighbours::neighbours;
 
 /// A resampling method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Random over-sampling (`RandOverRegress`): copies of rare rows are added, drawn with
