@@ -5,8 +5,8 @@
 //! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]), the DIR
 //! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
 //! ([`Gmm1d`]), the relevance function φ of utility-based regression with SERA and the
-//! utility-based F-measure ([`relevance`]), and the seeded generator behind every random
-//! choice ([`SplitMix64`]).
+//! utility-based F-measure ([`relevance`]), `ln Γ` and digamma ([`special`]), and the seeded
+//! generator behind every random choice ([`SplitMix64`]).
 //!
 //! ```
 //! use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
@@ -34,6 +34,7 @@ pub mod parallel;
 pub mod relevance;
 pub mod rng;
 pub mod shots;
+pub mod special;
 
 pub use binning::{Binning, MAX_BINS, OutOfRange};
 pub use classification::{ClassificationReport, GroupAccuracy};

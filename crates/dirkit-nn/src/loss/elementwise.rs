@@ -78,7 +78,7 @@ fn weighted_mean(terms: Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
 
 /// `|e|` with the subgradient 0 at `e = 0` (as PyTorch; candle's `abs` uses +1 there), and a
 /// cheaper backward than `abs` (a multiplication instead of a comparison and a select).
-fn abs(e: &Tensor) -> Result<Tensor> {
+pub(crate) fn abs(e: &Tensor) -> Result<Tensor> {
     e * e.sign()?.detach()
 }
 
