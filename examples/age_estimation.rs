@@ -1,5 +1,6 @@
 //! Age estimation end to end, the DIR papers' benchmark recipe: a ResNet trained with dirkit's
-//! heads (LDS weights, FDS, Balanced MSE, RankSim, the discretized-label losses) on a folder in
+//! heads (LDS weights, FDS, Balanced MSE, RankSim, ConR, Rank-N-Contrast, the UVOTE and VIR
+//! uncertainty heads, the discretized-label losses) on a folder in
 //! the AgeDB-DIR layout — or, with no data flags, on the built-in synthetic faces — with
 //! progress bars, best/last checkpoints, `--resume`, and the test report by shot.
 //!
@@ -7,6 +8,10 @@
 //! cargo run --release --example age_estimation                       # built-in data, CPU
 //! cargo run --release --example age_estimation -- --lds --fds        # LDS + FDS
 //! cargo run --release --example age_estimation -- --loss bmc --seed 1
+//! cargo run --release --example age_estimation -- --conr --lds          # ConR + LDS
+//! cargo run --release --example age_estimation -- --rnc                  # Rank-N-Contrast
+//! cargo run --release --example age_estimation -- --loss uvote           # predicts σ too
+//! cargo run --release --example age_estimation -- --loss vir
 //! cargo run --release --example age_estimation -- --csv agedb.csv --data-dir data/agedb
 //! cargo run --release --example age_estimation -- --resume --out runs/age_estimation/run-001
 //! cargo run --release --example age_estimation -- --compare --seeds 0,1,2   # results table
@@ -16,7 +21,8 @@
 //! A run writes into `--out` (default: the first free `runs/age_estimation/run-NNN`):
 //! `last.safetensors` / `best.safetensors` (weights, batch-norm statistics, FDS and optimiser
 //! state, settings), `run.json` (settings and per-epoch history), `report.json`,
-//! `predictions.csv`, `label_density.{png,svg}` and `test_mae_by_age.{png,svg}`.
+//! `predictions.csv` (with a `sigma` column for UVOTE and VIR), `label_density.{png,svg}`,
+//! `test_mae_by_age.{png,svg}` and, for UVOTE and VIR, `uncertainty.{png,svg}`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,11 +30,15 @@ use std::process::ExitCode;
 use candle_core::Device;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use dirkit::nn::fds::{Covariance, FdsConfig, FullCovariance, StatsSource};
+use dirkit::nn::loss::conr::ConrConfig;
 use dirkit::nn::loss::ranksim::RankSimConfig;
-use dirkit::recipe::report::{write_density_plot, write_predictions};
+use dirkit::nn::loss::rnc::RncConfig;
+use dirkit::recipe::report::{
+    write_density_plot, write_predictions_with_sigma, write_uncertainty_figure,
+};
 use dirkit::recipe::{
-    Arch, DataSource, EvalReport, LossSpec, RecipeError, RunConfig, RunData, RunOptions, Trainer,
-    fresh_run_dir, prepare_run_dir, scaled_milestones, speed,
+    Arch, DataSource, EvalReport, LossSpec, RecipeError, RncSpec, RunConfig, RunData, RunOptions,
+    Trainer, fresh_run_dir, prepare_run_dir, scaled_milestones, speed,
 };
 use dirkit::{KernelKind, LdsConfig, Reweight};
 
@@ -67,10 +77,14 @@ struct Cli {
     #[arg(long)]
     image_size: Option<u32>,
 
-    /// Loss: l1, mse, huber, focal-l1, focal-mse, bmc, gai, bni, ghm-r, binned-ce, binned-la,
-    /// binned-bs, binned-ldam, binned-focal, binned-cb, binned-dldl, binned-mv.
+    /// Loss: l1, mse, huber, focal-l1, focal-mse, bmc, gai, bni, ghm-r, uvote, vir, binned-ce,
+    /// binned-la, binned-bs, binned-ldam, binned-focal, binned-cb, binned-dldl, binned-mv.
+    /// uvote and vir predict a σ per image as well.
     #[arg(long, default_value = "l1")]
     loss: String,
+    /// UVOTE's number of heads M (--loss uvote).
+    #[arg(long, default_value_t = 2)]
+    uvote_heads: usize,
     /// Per-sample re-weighting: none, inverse, sqrt-inv [default: none; sqrt-inv with --lds].
     #[arg(long)]
     reweight: Option<String>,
@@ -132,6 +146,34 @@ struct Cli {
     #[arg(long, default_value_t = 100.0)]
     ranksim_gamma: f64,
 
+    /// The ConR contrastive regulariser on the features (regression head; any point-wise loss
+    /// or Balanced MSE, with or without LDS).
+    #[arg(long)]
+    conr: bool,
+    /// ConR's weight β in the loss.
+    #[arg(long, default_value_t = 4.0)]
+    conr_beta: f64,
+    /// ConR's label window ω (label units): positives within it.
+    #[arg(long, default_value_t = 1.0)]
+    conr_window: f64,
+    /// ConR's temperature τ.
+    #[arg(long, default_value_t = 0.07)]
+    conr_temperature: f64,
+
+    /// Rank-N-Contrast: pre-train the backbone with the RnC loss on two augmented views for
+    /// --rnc-epochs, then train the head on the frozen features.
+    #[arg(long)]
+    rnc: bool,
+    /// RnC pre-training epochs, out of --epochs [default: half of them].
+    #[arg(long)]
+    rnc_epochs: Option<usize>,
+    /// RnC's temperature τ.
+    #[arg(long, default_value_t = 2.0)]
+    rnc_temperature: f64,
+    /// Train the backbone in RnC's second stage too (default: frozen, a linear probe).
+    #[arg(long)]
+    rnc_fine_tune: bool,
+
     /// Training epochs [default: 10 built-in, 90 folder].
     #[arg(long)]
     epochs: Option<usize>,
@@ -165,8 +207,9 @@ struct Cli {
     #[arg(long)]
     no_progress: bool,
 
-    /// Train vanilla, LDS, FDS, LDS+FDS and Balanced MSE for every --seeds and print the
-    /// mean ± std table (runs go under --out, default runs/age_estimation/compare).
+    /// Train vanilla, LDS, FDS, LDS+FDS, Balanced MSE, RnC, ConR, ConR+LDS, UVOTE and VIR for
+    /// every --seeds and print the mean ± std table (runs go under --out, default
+    /// runs/age_estimation/compare; finished runs are read back).
     #[arg(long, action = ArgAction::SetTrue)]
     compare: bool,
     /// Seeds of --compare.
@@ -179,6 +222,14 @@ struct Cli {
     /// Timed steps per --bench configuration.
     #[arg(long, default_value_t = 5)]
     bench_steps: usize,
+    /// With --bench: instead, the step time of the pairwise losses (ConR, RnC) against a plain
+    /// L1 step on this configuration's backbone at batch 64 and 256, and the peak memory of a
+    /// step of each at batch 1024.
+    #[arg(long, requires = "bench")]
+    bench_pairwise: bool,
+    /// Internal: measure the peak memory of one --bench-pairwise method in this process.
+    #[arg(long, hide = true, requires = "bench_pairwise")]
+    bench_memory_of: Option<usize>,
 }
 
 const AFTER_HELP: &str = "Defaults mirror the DIR recipe (Adam lr 1e-3, weight decay 1e-4, \
@@ -213,6 +264,15 @@ const RUN_FLAGS: &[&str] = &[
     "ranksim",
     "ranksim_lambda",
     "ranksim_gamma",
+    "uvote_heads",
+    "conr",
+    "conr_beta",
+    "conr_window",
+    "conr_temperature",
+    "rnc",
+    "rnc_epochs",
+    "rnc_temperature",
+    "rnc_fine_tune",
     "batch_size",
     "lr",
     "weight_decay",
@@ -363,6 +423,31 @@ fn run_config(cli: &Cli) -> Result<RunConfig, RecipeError> {
             ..RankSimConfig::default()
         });
     }
+    if let LossSpec::Uvote { config } = &mut c.loss {
+        config.heads = cli.uvote_heads;
+    } else if cli.uvote_heads != 2 {
+        return Err(fail("--uvote-heads needs --loss uvote"));
+    }
+    if cli.conr {
+        c.conr = Some(ConrConfig {
+            beta: cli.conr_beta,
+            window: cli.conr_window,
+            temperature: cli.conr_temperature,
+            ..ConrConfig::default()
+        });
+    }
+    if cli.rnc {
+        c.rnc = Some(RncSpec {
+            pretrain_epochs: cli.rnc_epochs.unwrap_or((c.epochs / 2).max(1)),
+            loss: RncConfig {
+                temperature: cli.rnc_temperature,
+                ..RncConfig::default()
+            },
+            fine_tune: cli.rnc_fine_tune,
+        });
+    } else if cli.rnc_epochs.is_some() || cli.rnc_fine_tune {
+        return Err(fail("--rnc-epochs and --rnc-fine-tune need --rnc"));
+    }
     c.validate()?;
     Ok(c)
 }
@@ -384,6 +469,17 @@ fn describe(config: &RunConfig, data: &RunData, params: usize) -> String {
         }
         if config.ranksim.is_some() {
             parts.push("RankSim".into());
+        }
+        if let Some(c) = &config.conr {
+            parts.push(format!("ConR {c:?}"));
+        }
+        if let Some(r) = &config.rnc {
+            parts.push(format!(
+                "Rank-N-Contrast pre-training {} epochs (τ {}), then the head on {} features",
+                r.pretrain_epochs,
+                r.loss.temperature,
+                if r.fine_tune { "fine-tuned" } else { "frozen" }
+            ));
         }
         parts.join(", ")
     };
@@ -464,7 +560,7 @@ fn train_one(
         )?;
     }
     trainer.fit()?;
-    let (report, pred) = trainer.test_best()?;
+    let (report, pred, sigma) = trainer.test_best_with_sigma()?;
     println!(
         "\ntest, best epoch {} by validation MAE ({} images):\n{}",
         report.epoch + 1,
@@ -472,12 +568,26 @@ fn train_one(
         report.table()
     );
     report.write_json(&out.join("report.json"))?;
-    write_predictions(
+    let ages = trainer.data().test.ages();
+    write_predictions_with_sigma(
         &out.join("predictions.csv"),
-        &trainer.data().test.ages(),
+        &ages,
         &pred,
+        sigma.as_deref(),
         trainer.data().test.paths().as_deref(),
     )?;
+    if let (Some(u), Some(s)) = (&report.uncertainty, &sigma) {
+        for ext in ["png", "svg"] {
+            write_uncertainty_figure(
+                &out.join(format!("uncertainty.{ext}")),
+                u,
+                &pred,
+                s,
+                &ages,
+                "test: sparsification and interval coverage of the predicted σ",
+            )?;
+        }
+    }
     for ext in ["png", "svg"] {
         report.write_plot(
             &out.join(format!("test_mae_by_age.{ext}")),
@@ -487,8 +597,13 @@ fn train_one(
     }
     println!(
         "\nwrote {}/{{report.json, predictions.csv, run.json, best.safetensors, \
-         last.safetensors, label_density.png/svg, test_mae_by_age.png/svg}}",
-        out.display()
+         last.safetensors, label_density.png/svg, test_mae_by_age.png/svg{}}}",
+        out.display(),
+        if sigma.is_some() {
+            ", uncertainty.png/svg"
+        } else {
+            ""
+        }
     );
     Ok(report)
 }
@@ -504,7 +619,7 @@ fn mean_std(v: &[f64]) -> String {
     format!("{mean:.2} ± {:.2}", var.sqrt())
 }
 
-/// Trains the five methods for every seed and prints the results table (markdown).
+/// Trains the ten methods for every seed and prints the results tables (markdown).
 fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError> {
     let root = cli
         .out
@@ -513,22 +628,104 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
     let dim = base.arch.config().feature_dim();
     let lds = LdsConfig::default();
     let fds = FdsConfig::new(dim);
+    let conr = ConrConfig::default();
+    let rnc = RncSpec {
+        pretrain_epochs: (base.epochs / 2).max(1),
+        loss: RncConfig::default(),
+        fine_tune: false,
+    };
+    let uvote: LossSpec = "uvote".parse()?;
+    let vir: LossSpec = "vir".parse()?;
+    /// (key, row name, reweight, FDS, loss, ConR, RnC).
     type Method = (
         &'static str,
         &'static str,
         Option<LdsConfig>,
         Option<FdsConfig>,
         LossSpec,
+        Option<ConrConfig>,
+        Option<RncSpec>,
     );
-    let methods: [Method; 5] = [
-        ("vanilla", "Vanilla (L1)", None, None, LossSpec::L1),
-        ("lds", "LDS", Some(lds.clone()), None, LossSpec::L1),
-        ("fds", "FDS", None, Some(fds.clone()), LossSpec::L1),
-        ("lds-fds", "LDS + FDS", Some(lds), Some(fds), LossSpec::L1),
-        ("bmc", "Balanced MSE (BMC)", None, None, LossSpec::Bmc),
+    let l1 = LossSpec::L1;
+    let methods: [Method; 10] = [
+        (
+            "vanilla",
+            "Vanilla (L1)",
+            None,
+            None,
+            l1.clone(),
+            None,
+            None,
+        ),
+        (
+            "lds",
+            "LDS",
+            Some(lds.clone()),
+            None,
+            l1.clone(),
+            None,
+            None,
+        ),
+        (
+            "fds",
+            "FDS",
+            None,
+            Some(fds.clone()),
+            l1.clone(),
+            None,
+            None,
+        ),
+        (
+            "lds-fds",
+            "LDS + FDS",
+            Some(lds.clone()),
+            Some(fds),
+            l1.clone(),
+            None,
+            None,
+        ),
+        (
+            "bmc",
+            "Balanced MSE (BMC)",
+            None,
+            None,
+            LossSpec::Bmc,
+            None,
+            None,
+        ),
+        (
+            "rnc",
+            "RnC (L1 on frozen features)",
+            None,
+            None,
+            l1.clone(),
+            None,
+            Some(rnc),
+        ),
+        (
+            "conr",
+            "ConR (L1)",
+            None,
+            None,
+            l1.clone(),
+            Some(conr),
+            None,
+        ),
+        (
+            "conr-lds",
+            "ConR + LDS",
+            Some(lds),
+            None,
+            l1,
+            Some(conr),
+            None,
+        ),
+        ("uvote", "UVOTE (M = 2)", None, None, uvote, None, None),
+        ("vir", "VIR", None, None, vir, None, None),
     ];
     let mut rows = Vec::new();
-    for (key, name, reweight, fds, loss) in methods {
+    let mut uncertainty_rows = Vec::new();
+    for (key, name, reweight, fds, loss, conr, rnc) in methods {
         let mut reports = Vec::new();
         for &seed in &cli.seeds {
             let config = RunConfig {
@@ -536,6 +733,8 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
                 fds: fds.clone(),
                 loss: loss.clone(),
                 ranksim: None,
+                conr,
+                rnc,
                 seed,
                 ..base.clone()
             };
@@ -571,6 +770,16 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
             col(&|r| r.metrics.few.mae),
             col(&|r| r.metrics.all.gmean),
         ));
+        if reports.iter().any(|r| r.uncertainty.is_some()) {
+            uncertainty_rows.push(format!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                col(&|r| r.uncertainty.as_ref().map(|u| u.nll)),
+                col(&|r| r.uncertainty.as_ref().map(|u| u.coverage_50)),
+                col(&|r| r.uncertainty.as_ref().map(|u| u.coverage_90)),
+                col(&|r| r.uncertainty.as_ref().map(|u| u.sigma_error_correlation)),
+                col(&|r| r.uncertainty.as_ref().map(|u| u.ause)),
+            ));
+        }
     }
     let seeds: Vec<String> = cli.seeds.iter().map(u64::to_string).collect();
     let table = format!(
@@ -580,6 +789,17 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
         seeds.join(", "),
         rows.join("\n")
     );
+    let table = if uncertainty_rows.is_empty() {
+        table
+    } else {
+        format!(
+            "{table}\nPredicted σ on the test set (NLL in nats; coverage of the central 50% and \
+             90% intervals; Pearson correlation of σ and |error|; AUSE)\n\n\
+             | Method | NLL | 50% coverage | 90% coverage | corr(σ, error) | AUSE |\n\
+             |---|---|---|---|---|---|\n{}\n",
+            uncertainty_rows.join("\n")
+        )
+    };
     println!("\n{table}");
     let path = root.join("results.md");
     std::fs::write(&path, &table).map_err(|e| RecipeError::io(&path, e))?;
@@ -587,8 +807,140 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
     Ok(())
 }
 
+/// The process's peak resident memory in MiB (Linux; `None` elsewhere).
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Step time of ConR and RnC against plain L1 at batch 64 and 256, and the peak memory of a
+/// process stepping each at batch 1024, on this configuration's backbone.
+fn bench_pairwise(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError> {
+    let methods: [(&str, Option<ConrConfig>, Option<RncSpec>); 3] = [
+        ("L1", None, None),
+        ("L1 + ConR", Some(ConrConfig::default()), None),
+        (
+            "RnC (2 views)",
+            None,
+            Some(RncSpec {
+                pretrain_epochs: 1,
+                loss: RncConfig::default(),
+                fine_tune: false,
+            }),
+        ),
+    ];
+    let config = |conr, rnc, batch| RunConfig {
+        loss: LossSpec::L1,
+        reweight: None,
+        fds: None,
+        ranksim: None,
+        conr,
+        rnc,
+        batch_size: batch,
+        epochs: base.epochs.max(2),
+        ..base.clone()
+    };
+    let data = RunData::load(base)?;
+    println!(
+        "{:?} at {} px, threads: {} (RAYON_NUM_THREADS), device {dev:?}, {} timed steps each \
+         after 1 warm-up\n",
+        base.arch,
+        base.image_size,
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into()),
+        cli.bench_steps
+    );
+    println!(
+        "{:<16} {:>6} {:>10} {:>12} {:>16}",
+        "method", "batch", "step ms", "step img/s", "vs L1 per image"
+    );
+    for batch in [64, 256] {
+        let mut plain = f64::NAN;
+        for (name, conr, rnc) in &methods {
+            let c = config(*conr, *rnc, batch);
+            let s = speed::measure(&c, &data, dev, 1, cli.bench_steps)?;
+            // RnC's step carries two views: compare per image of the batch.
+            let per_image = s.step_ms / batch as f64 / if rnc.is_some() { 2.0 } else { 1.0 };
+            if conr.is_none() && rnc.is_none() {
+                plain = per_image;
+            }
+            println!(
+                "{:<16} {:>6} {:>10.1} {:>12.1} {:>+15.1}%",
+                name,
+                batch,
+                s.step_ms,
+                s.step_images_per_second,
+                100.0 * (per_image / plain - 1.0)
+            );
+        }
+    }
+    // Each method in a fresh process, so that one's freed memory does not hide another's peak.
+    println!("\npeak resident memory of a process running two steps at batch 1024:");
+    let exe = std::env::current_exe().map_err(|e| fail(format!("this program's path: {e}")))?;
+    for (i, (name, _, _)) in methods.iter().enumerate() {
+        let out = std::process::Command::new(&exe)
+            .args(std::env::args().skip(1))
+            .args(["--bench-memory-of", &i.to_string()])
+            .output()
+            .map_err(|e| fail(format!("running {}: {e}", exe.display())))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or("").to_string();
+        if out.status.success() {
+            println!("{name:<16} {line}");
+        } else {
+            println!(
+                "{name:<16} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The child of [`bench_pairwise`]: one warm-up and one timed step of method `i` at batch 1024,
+/// then the process's peak memory.
+fn bench_memory_child(base: &RunConfig, i: usize, dev: &Device) -> Result<(), RecipeError> {
+    let (conr, rnc) = match i {
+        0 => (None, None),
+        1 => (Some(ConrConfig::default()), None),
+        _ => (
+            None,
+            Some(RncSpec {
+                pretrain_epochs: 1,
+                loss: RncConfig::default(),
+                fine_tune: false,
+            }),
+        ),
+    };
+    let c = RunConfig {
+        loss: LossSpec::L1,
+        reweight: None,
+        fds: None,
+        ranksim: None,
+        conr,
+        rnc,
+        batch_size: 1024,
+        epochs: base.epochs.max(2),
+        ..base.clone()
+    };
+    let data = RunData::load(&c)?;
+    let s = speed::measure(&c, &data, dev, 1, 1)?;
+    match peak_memory_mib() {
+        Some(p) => println!("{p:>8.0} MiB peak, step {:.0} ms", s.step_ms),
+        None => println!("(no /proc/self/status here) step {:.0} ms", s.step_ms),
+    }
+    Ok(())
+}
+
 /// Measures images/s of this configuration and of ResNet-18 at 64 and 224 px, FDS on.
 fn bench(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError> {
+    if let Some(i) = cli.bench_memory_of {
+        return bench_memory_child(base, i, dev);
+    }
+    if cli.bench_pairwise {
+        return bench_pairwise(base, cli, dev);
+    }
     let with_fds = |mut c: RunConfig| {
         if c.fds.is_none() {
             c.fds = Some(FdsConfig::new(c.arch.config().feature_dim()));

@@ -1,7 +1,11 @@
-//! Imbalanced regression on real tables: the deep methods (LDS, DenseWeight, Balanced MSE)
+//! Imbalanced regression on real tables: the deep methods (LDS, DenseWeight, Balanced MSE, and
+//! for the MLP the representation and uncertainty methods ConR, Rank-N-Contrast, UVOTE and VIR)
 //! against the resampling family (RO, RU, GN, SMOTER, SMOGN, WERCS), with a small MLP trained
-//! through dirkit's regression head (Candle) and a weighted ridge regression (faer), on the red
-//! wine quality and abalone data sets shipped in `datasets/`.
+//! through dirkit's heads (Candle) and a weighted ridge regression (faer), on the red wine
+//! quality and abalone data sets shipped in `datasets/`. Rank-N-Contrast needs two views of
+//! each row: here the standardised features plus independent gaussian noise (σ 0.1), the
+//! tabular stand-in for image augmentation; the MLP is pre-trained with it for half the epochs,
+//! then its head is trained on the frozen features.
 //!
 //! For each data set: 5 seeded 80/20 train/test splits; φ from the training targets' box plot
 //! (UBL convention), rare at φ ≥ 0.8; shots from the training histogram (bin width from
@@ -25,7 +29,11 @@ use dirkit::compute::nn::{Linear, linear};
 use dirkit::compute::train::{fill, seeded_init};
 use dirkit::nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit::nn::loss::balanced_mse::BalancedMseConfig;
+use dirkit::nn::loss::conr::{ConrConfig, ConrLoss};
 use dirkit::nn::loss::elementwise::RegressionLoss;
+use dirkit::nn::loss::rnc::{RncConfig, RncLoss};
+use dirkit::nn::loss::uvote::{UvoteConfig, UvoteHead};
+use dirkit::nn::loss::vir::{VirConfig, VirHead};
 use dirkit::relevance::{BinRule, Relevance, RelevanceConfig, bin_width};
 use dirkit::tabular::{Column, Frame, Method as Resampler, ResampleConfig, resample};
 use dirkit::{
@@ -57,15 +65,23 @@ enum Method {
     Lds,
     DenseWeight,
     BalancedMse,
+    Conr,
+    Rnc,
+    Uvote,
+    Vir,
     Resample(Resampler),
 }
 
 impl Method {
-    const ALL: [Method; 10] = [
+    const ALL: [Method; 14] = [
         Method::Plain,
         Method::Lds,
         Method::DenseWeight,
         Method::BalancedMse,
+        Method::Conr,
+        Method::Rnc,
+        Method::Uvote,
+        Method::Vir,
         Method::Resample(Resampler::Ro),
         Method::Resample(Resampler::Ru),
         Method::Resample(Resampler::Gn),
@@ -74,12 +90,24 @@ impl Method {
         Method::Resample(Resampler::Wercs),
     ];
 
+    /// Methods that are a loss or a head of a network, with no ridge counterpart.
+    fn network_only(self) -> bool {
+        matches!(
+            self,
+            Method::BalancedMse | Method::Conr | Method::Rnc | Method::Uvote | Method::Vir
+        )
+    }
+
     fn name(self) -> &'static str {
         match self {
             Method::Plain => "plain",
             Method::Lds => "LDS",
             Method::DenseWeight => "DenseWeight",
             Method::BalancedMse => "Balanced MSE",
+            Method::Conr => "ConR",
+            Method::Rnc => "RnC",
+            Method::Uvote => "UVOTE",
+            Method::Vir => "VIR",
             Method::Resample(r) => match r {
                 Resampler::Ro => "RO",
                 Resampler::Ru => "RU",
@@ -148,8 +176,8 @@ fn run(args: &Args) -> Result<(), String> {
             let (train, test) = split(&frame, seed);
             for method in Method::ALL {
                 for (m, _) in MODELS.iter().enumerate() {
-                    if m == 1 && method == Method::BalancedMse {
-                        continue; // Balanced MSE is a loss for networks.
+                    if m == 1 && method.network_only() {
+                        continue; // Losses and heads of networks.
                     }
                     let scores = evaluate(&train, &test, target, method, m, seed, args.epochs)
                         .map_err(|e| format!("{} split {seed} {}: {e}", ds.name, method.name()))?;
@@ -303,6 +331,48 @@ fn evaluate(
         }
         _ => None,
     };
+    // What the network methods take besides the loss weights: LDS weights for ConR's pushing
+    // and VIR's evidence, and for UVOTE p^(−r_m) per head from the (unclipped, smoothed)
+    // label density, each head's weights of mean 1.
+    let aux: Option<Vec<f64>> = match method {
+        Method::Conr | Method::Vir => Some(
+            LabelDensity::fit(&y_fit, binning, OutOfRange::Clip, &LdsConfig::default())
+                .and_then(|l| l.sample_weights(&y_fit))
+                .map_err(|e| e.to_string())?,
+        ),
+        Method::Uvote => {
+            let lds = LdsConfig {
+                reweight: dirkit::Reweight::Inverse {
+                    clip_min: 0.0,
+                    clip_max: f64::MAX,
+                },
+                ..LdsConfig::default()
+            };
+            let density = LabelDensity::fit(&y_fit, binning, OutOfRange::Clip, &lds)
+                .map_err(|e| e.to_string())?;
+            let p: Vec<f64> = y_fit
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| {
+                    let b = binning
+                        .bin(y, i, OutOfRange::Clip)
+                        .map_err(|e| e.to_string())?
+                        .ok_or("label outside the bins")?;
+                    Ok(density.effective_density[b])
+                })
+                .collect::<Result<_, String>>()?;
+            let per_head =
+                dirkit::nn::loss::uvote::uvote_weights(&p, &UvoteConfig::default().exponents())
+                    .map_err(|e| e.to_string())?;
+            // Row-major (n, M).
+            Some(
+                (0..p.len())
+                    .flat_map(|i| per_head.iter().map(move |h| h[i]))
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
     let (x_fit_raw, p) = raw_features(&fit_frame, target);
     let (x_test_raw, _) = raw_features(test, target);
     let design = Design::fit(&x_fit_raw, p);
@@ -315,9 +385,14 @@ fn evaluate(
     let ys: Vec<f64> = y_fit.iter().map(|v| (v - y_mean) / y_sd).collect();
     let pred_s = if model == 0 {
         mlp(
-            &x_fit,
-            &ys,
-            weights.as_deref(),
+            &Fit {
+                x: &x_fit,
+                y: &ys,
+                w: weights.as_deref(),
+                aux: aux.as_deref(),
+                // ConR's window: one training bin, in standardised units.
+                window: binning.width / y_sd,
+            },
             &x_test,
             p,
             method,
@@ -414,13 +489,28 @@ impl Module for Mlp {
     }
 }
 
-/// A two-layer MLP with dirkit's regression head (MSE; Balanced MSE for that method), Adam,
-/// mini-batches of 64, per-sample weights where the method has them.
-#[allow(clippy::too_many_arguments)]
+/// The training rows of the MLP: standardised features (n × p) and targets, the methods'
+/// per-sample loss weights and auxiliary weights, and ConR's window.
+struct Fit<'a> {
+    x: &'a [f64],
+    y: &'a [f64],
+    w: Option<&'a [f64]>,
+    aux: Option<&'a [f64]>,
+    window: f64,
+}
+
+/// The head on the MLP's features: dirkit's regression head or an uncertainty head.
+enum Head {
+    Point(Box<RegressionHead>),
+    Uvote(UvoteHead),
+    Vir(Box<VirHead>),
+}
+
+/// A two-layer MLP with dirkit's heads (MSE; Balanced MSE, ConR, UVOTE or VIR for those
+/// methods; RnC pre-training first), Adam, mini-batches of 64, per-sample weights where the
+/// method has them.
 fn mlp(
-    x: &[f64],
-    y: &[f64],
-    w: Option<&[f64]>,
+    fit: &Fit,
     x_test: &[f64],
     p: usize,
     method: Method,
@@ -434,22 +524,48 @@ fn mlp(
         l1: linear(p, HIDDEN, vb.pp("l1"))?,
         l2: linear(HIDDEN, HIDDEN, vb.pp("l2"))?,
     };
-    let config = RegressionHeadConfig {
-        loss: if method == Method::BalancedMse {
-            // σ starts at a tenth of the target's sd (the targets are standardised), the
-            // proportion of the paper's σ = 1 year for ages.
-            HeadLoss::BalancedMse(BalancedMseConfig {
-                init_sigma: 0.1,
-                ..BalancedMseConfig::default()
-            })
-        } else {
-            HeadLoss::Pointwise(RegressionLoss::Mse)
-        },
-        ..RegressionHeadConfig::new(HIDDEN)
+    let mut head = match method {
+        Method::Uvote => Head::Uvote(UvoteHead::new(
+            UvoteConfig::default(),
+            HIDDEN,
+            vb.pp("head"),
+        )?),
+        Method::Vir => Head::Vir(Box::new(VirHead::new(
+            VirConfig::default(),
+            HIDDEN,
+            vb.pp("head"),
+        )?)),
+        _ => {
+            let config = RegressionHeadConfig {
+                loss: if method == Method::BalancedMse {
+                    // σ starts at a tenth of the target's sd (the targets are standardised),
+                    // the proportion of the paper's σ = 1 year for ages.
+                    HeadLoss::BalancedMse(BalancedMseConfig {
+                        init_sigma: 0.1,
+                        ..BalancedMseConfig::default()
+                    })
+                } else {
+                    HeadLoss::Pointwise(RegressionLoss::Mse)
+                },
+                ..RegressionHeadConfig::new(HIDDEN)
+            };
+            Head::Point(Box::new(RegressionHead::new(config, vb.pp("head"))?))
+        }
     };
-    let mut head = RegressionHead::new(config, vb.pp("head"))?;
     seeded_init(&varmap, seed)?;
-    fill(&varmap, "head.linear.bias", 0.0)?;
+    match &head {
+        Head::Point(_) => fill(&varmap, "head.linear.bias", 0.0)?,
+        Head::Uvote(_) => fill(&varmap, "head.mean.bias", 0.0)?,
+        Head::Vir(_) => {}
+    }
+    let conr = (method == Method::Conr)
+        .then(|| {
+            ConrLoss::new(ConrConfig {
+                window: fit.window,
+                ..ConrConfig::default()
+            })
+        })
+        .transpose()?;
     let adam = |vars| {
         AdamW::new(
             vars,
@@ -461,38 +577,104 @@ fn mlp(
         )
     };
     let mut opt = adam(varmap.all_vars())?;
-    let mut sigma_opt = match head.noise_sigma() {
-        Some(s) => Some(adam(vec![s.clone()])?),
-        None => None,
+    let mut sigma_opt = match &head {
+        Head::Point(h) => match h.noise_sigma() {
+            Some(s) => Some(adam(vec![s.clone()])?),
+            None => None,
+        },
+        _ => None,
     };
-    let n = y.len();
-    let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-    let x_all = Tensor::from_vec(xs, (n, p), &dev)?;
-    let y_all = Tensor::from_vec(y.iter().map(|&v| v as f32).collect::<Vec<_>>(), n, &dev)?;
-    let w_all = match w {
-        Some(w) => Some(Tensor::from_vec(
-            w.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-            n,
-            &dev,
-        )?),
+    let n = fit.y.len();
+    let to_f32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let x_all = Tensor::from_vec(to_f32(fit.x), (n, p), &dev)?;
+    let y_all = Tensor::from_vec(to_f32(fit.y), n, &dev)?;
+    let w_all = fit
+        .w
+        .map(|w| Tensor::from_vec(to_f32(w), n, &dev))
+        .transpose()?;
+    let aux_all = match fit.aux {
+        Some(a) => Some(Tensor::from_vec(to_f32(a), (n, a.len() / n), &dev)?),
         None => None,
     };
     let mut rng = SplitMix64::new(seed ^ 0x5eed);
     let mut order: Vec<u32> = (0..n as u32).collect();
-    for epoch in 0..epochs {
+    // Rank-N-Contrast: the first half of the epochs pre-train the MLP on two noisy views.
+    let pretrain = if method == Method::Rnc { epochs / 2 } else { 0 };
+    if pretrain > 0 {
+        let rnc = RncLoss::new(RncConfig::default())?;
+        // Adam over the MLP alone (the head has no part in this stage).
+        let net_vars: Vec<candle_core::Var> = {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|e| candle_core::Error::Msg(format!("the MLP's variables: {e}")))?;
+            ["l1.weight", "l1.bias", "l2.weight", "l2.bias"]
+                .iter()
+                .filter_map(|k| data.get(*k).cloned())
+                .collect()
+        };
+        let mut net_opt = adam(net_vars)?;
+        let mut noise = SplitMix64::new(seed ^ 0x2a1e);
+        for _ in 0..pretrain {
+            rng.shuffle(&mut order);
+            for chunk in order.chunks(64) {
+                let idx = Tensor::from_slice(chunk, chunk.len(), &dev)?;
+                let xb = x_all.index_select(&idx, 0)?;
+                let yb = y_all.index_select(&idx, 0)?;
+                let mut view = || -> candle_core::Result<Tensor> {
+                    let e: Vec<f32> = (0..chunk.len() * p)
+                        .map(|_| (0.1 * noise.normal()) as f32)
+                        .collect();
+                    &xb + Tensor::from_vec(e, (chunk.len(), p), &dev)?
+                };
+                let (v1, v2) = (view()?, view()?);
+                let loss = rnc.loss_two_views(&net.forward(&v1)?, &net.forward(&v2)?, &yb)?;
+                net_opt.step(&loss.backward()?)?;
+            }
+        }
+    }
+    for epoch in pretrain..epochs {
         rng.shuffle(&mut order);
-        for chunk in order.chunks(64) {
+        for (step, chunk) in order.chunks(64).enumerate() {
             let idx = Tensor::from_slice(chunk, chunk.len(), &dev)?;
             let xb = x_all.index_select(&idx, 0)?;
             let yb = y_all.index_select(&idx, 0)?;
             let z = net.forward(&xb)?;
-            let step = match &w_all {
-                Some(wa) => {
-                    head.forward_train_weighted(&z, &yb, &wa.index_select(&idx, 0)?, epoch)?
+            // After RnC pre-training the MLP is frozen: only the head learns.
+            let z = if pretrain > 0 { z.detach() } else { z };
+            let aux_b = aux_all
+                .as_ref()
+                .map(|a| a.index_select(&idx, 0))
+                .transpose()?;
+            let loss = match &mut head {
+                Head::Point(h) => {
+                    let step = match &w_all {
+                        Some(wa) => {
+                            h.forward_train_weighted(&z, &yb, &wa.index_select(&idx, 0)?, epoch)?
+                        }
+                        None => h.forward_train(&z, &yb, epoch)?,
+                    };
+                    match (&conr, &aux_b) {
+                        (Some(c), Some(w)) => {
+                            let pred = h.forward(&z)?.detach();
+                            let reg = c.loss(&z, &yb, &pred, Some(&w.squeeze(1)?))?;
+                            (step.loss + (reg * c.config().beta)?)?
+                        }
+                        _ => step.loss,
+                    }
                 }
-                None => head.forward_train(&z, &yb, epoch)?,
+                Head::Uvote(h) => {
+                    let out = h.forward(&z)?;
+                    h.loss(&out, &yb, aux_b.as_ref(), epoch, epochs)?
+                }
+                Head::Vir(h) => {
+                    let w = aux_b.as_ref().map(|w| w.squeeze(1)).transpose()?;
+                    let noise_seed = seed ^ ((epoch as u64) << 32) ^ step as u64;
+                    let out = h.forward_train(&z, &yb, w.as_ref(), epoch, noise_seed)?;
+                    h.loss(&out, &yb)?
+                }
             };
-            let grads = step.loss.backward()?;
+            let grads = loss.backward()?;
             opt.step(&grads)?;
             if let Some(o) = &mut sigma_opt {
                 o.step(&grads)?;
@@ -500,13 +682,18 @@ fn mlp(
         }
     }
     let nt = x_test.len() / p;
-    let xt = Tensor::from_vec(
-        x_test.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-        (nt, p),
-        &dev,
-    )?;
-    let pred = head.forward(&net.forward(&xt)?)?;
-    pred.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
+    let xt = Tensor::from_vec(to_f32(x_test), (nt, p), &dev)?;
+    let z = net.forward(&xt)?;
+    let pred: Vec<f64> = match &head {
+        Head::Point(h) => h
+            .forward(&z)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?,
+        Head::Uvote(h) => UvoteHead::predict(&h.forward(&z)?)?.prediction,
+        Head::Vir(h) => h.forward(&z)?.gamma.to_dtype(DType::F64)?.to_vec1()?,
+    };
+    Ok(pred)
 }
 
 fn mean_std(v: &[f64]) -> Option<(f64, f64)> {

@@ -28,8 +28,8 @@ fn tabular_example_writes_every_cell() {
     assert!(status.success());
     let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    // 2 data sets × (10 MLP methods + 9 ridge methods).
-    assert_eq!(lines.len(), 1 + 2 * 19, "{csv}");
+    // 2 data sets × (14 MLP methods + 9 ridge methods).
+    assert_eq!(lines.len(), 1 + 2 * 23, "{csv}");
     for l in &lines[1..] {
         let f: Vec<&str> = l.split(',').collect();
         assert_eq!(f[3], "2", "two splits each: {l}");
@@ -50,4 +50,15 @@ fn tabular_example_writes_every_cell() {
             .unwrap()
             .contains("| ridge | WERCS |")
     );
+    let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    for method in ["ConR", "RnC", "UVOTE", "VIR"] {
+        assert!(
+            md.contains(&format!("| MLP | {method} |")),
+            "{method}: {md}"
+        );
+        assert!(
+            !md.contains(&format!("| ridge | {method} |")),
+            "{method}: {md}"
+        );
+    }
 }

@@ -214,6 +214,23 @@ pub struct EvalArgs {
     /// φ for --sera.
     #[command(flatten)]
     pub relevance: PhiArgs,
+    /// Column of --pred holding each prediction's standard deviation (e.g. `sigma`, as the
+    /// age-estimation example writes for UVOTE and VIR): adds the NLL, the coverage of the
+    /// central 50% / 90% intervals and the sparsification error (AUSE).
+    #[arg(long, value_name = "NAME|INDEX")]
+    pub sigma_column: Option<String>,
+    /// The distribution --sigma-column describes.
+    #[arg(long, value_enum, default_value_t = DistArg::Gaussian, requires = "sigma_column")]
+    pub dist: DistArg,
+}
+
+/// `--dist` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistArg {
+    /// Normal with standard deviation σ (VIR's predictions).
+    Gaussian,
+    /// Laplace with standard deviation σ, scale σ/√2 (UVOTE's predictions).
+    Laplace,
 }
 
 /// `--extremes` values.

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use dirkit_core::{GroupMetrics, RegressionReport, Shot};
+use dirkit_core::{GroupMetrics, PredictiveDist, RegressionReport, Shot, UncertaintyReport};
 use serde_json::json;
 
-use crate::args::{EvalArgs, Format};
+use crate::args::{DistArg, EvalArgs, Format};
 use crate::error::{CliError, Result};
 use crate::input::{ColumnSpec, Kind, Table};
 use crate::labels::Labels;
@@ -52,8 +52,31 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
             "the target and prediction columns are the same column".into(),
         ));
     }
-    let cols = table.read_numbers(&[(t_idx, Kind::Value), (p_idx, Kind::Value)])?;
+    let s_idx = match &a.sigma_column {
+        Some(c) => Some(table.resolve(&ColumnSpec::parse(c), "--sigma-column")?),
+        None => None,
+    };
+    if s_idx.is_some_and(|s| s == t_idx || s == p_idx) {
+        return Err(CliError::Usage(
+            "--sigma-column names the target or the prediction column".into(),
+        ));
+    }
+    let mut wanted = vec![(t_idx, Kind::Value), (p_idx, Kind::Value)];
+    if let Some(s) = s_idx {
+        wanted.push((s, Kind::Positive));
+    }
+    let cols = table.read_numbers(&wanted)?;
     let (targets, preds) = (&cols[0], &cols[1]);
+    let uncertainty = match cols.get(2) {
+        Some(sigma) => {
+            let dist = match a.dist {
+                DistArg::Gaussian => PredictiveDist::Gaussian,
+                DistArg::Laplace => PredictiveDist::Laplace,
+            };
+            Some(UncertaintyReport::compute(preds, sigma, targets, dist, 20)?)
+        }
+        None => None,
+    };
 
     let (tlo, thi) = train.span();
     let (plo, phi) = targets
@@ -121,6 +144,10 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
                 s.push_str(src);
                 s.push('\n');
             }
+            if let Some(u) = &uncertainty {
+                s.push_str(&u.summary());
+                s.push('\n');
+            }
             s
         }
         Format::Markdown => {
@@ -132,6 +159,10 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
                 s.push_str(src);
                 s.push('\n');
             }
+            if let Some(u) = &uncertainty {
+                s.push_str(&u.summary());
+                s.push('\n');
+            }
             s
         }
         Format::Csv => csv(&report),
@@ -141,6 +172,7 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
                 "train": train.source,
                 "binning": binning,
                 "report": report,
+                "uncertainty": uncertainty,
             });
             let mut s =
                 serde_json::to_string_pretty(&v).map_err(|e| CliError::Usage(e.to_string()))?;

@@ -233,6 +233,12 @@ impl Table {
                 kind.expected()
             )));
         }
+        if kind == Kind::Positive && v <= 0.0 {
+            return Err(err(format!(
+                "'{s}' is not positive, expected {}",
+                kind.expected()
+            )));
+        }
         Ok(v)
     }
 
@@ -262,6 +268,8 @@ pub enum Kind {
     Value,
     /// A non-negative whole number (histogram counts).
     Count,
+    /// A finite number > 0 (predicted standard deviations).
+    Positive,
 }
 
 impl Kind {
@@ -269,6 +277,7 @@ impl Kind {
         match self {
             Kind::Value => "a finite number",
             Kind::Count => "a non-negative whole number",
+            Kind::Positive => "a finite number > 0",
         }
     }
 }

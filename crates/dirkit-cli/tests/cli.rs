@@ -537,3 +537,90 @@ fn help_shows_defaults() {
                 .and(predicate::str::contains("[default: 5:1000]")),
         );
 }
+
+#[test]
+fn eval_sigma_column_reports_nll_coverage_and_ause() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = write(dir.path(), "train.csv", "age\n1\n1\n1\n2\n5\n");
+    // Errors 0.5, 0.5, 2 with σ 1, 1, 1 (the layout the age-estimation example writes).
+    let pred = write(
+        dir.path(),
+        "predictions.csv",
+        "index,target,prediction,sigma\n0,1,1.5,1\n1,2,2.5,1\n2,5,3,1\n",
+    );
+    let out = dirkit()
+        .args([
+            "eval",
+            "--pred",
+            &pred,
+            "--train",
+            &train,
+            "--sigma-column",
+            "sigma",
+            "--dist",
+            "laplace",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let u = &v["uncertainty"];
+    assert_eq!(u["dist"], "laplace");
+    // Laplace with σ = 1: b = 1/√2, NLL = ln(2b) + |e|/b; the 50% interval is b·ln 2 ≈ 0.49
+    // wide on each side (no error inside), the 90% one b·ln 10 ≈ 1.63 (two of three).
+    let b = 1.0 / 2f64.sqrt();
+    let want = [0.5, 0.5, 2.0]
+        .iter()
+        .map(|e| (2.0 * b).ln() + e / b)
+        .sum::<f64>()
+        / 3.0;
+    assert!((u["nll"].as_f64().unwrap() - want).abs() < 1e-12);
+    assert_eq!(u["coverage_50"].as_f64().unwrap(), 0.0);
+    assert!((u["coverage_90"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    dirkit()
+        .args([
+            "eval",
+            "--pred",
+            &pred,
+            "--train",
+            &train,
+            "--sigma-column",
+            "sigma",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("the 90% interval"));
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "target,prediction,sigma\n1,1.5,1\n2,2.5,-1\n",
+    );
+    fails_with(
+        dirkit().args([
+            "eval",
+            "--pred",
+            &bad,
+            "--train",
+            &train,
+            "--sigma-column",
+            "sigma",
+        ]),
+        &["bad.csv:3", "sigma", "-1", "> 0"],
+    );
+    fails_with(
+        dirkit().args([
+            "eval",
+            "--pred",
+            &pred,
+            "--train",
+            &train,
+            "--sigma-column",
+            "spread",
+        ]),
+        &["--sigma-column", "spread"],
+    );
+}

@@ -5,7 +5,8 @@
 //! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]), the DIR
 //! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
 //! ([`Gmm1d`]), the relevance function φ of utility-based regression with SERA and the
-//! utility-based F-measure ([`relevance`]), `ln Γ` and digamma ([`special`]), and the seeded
+//! utility-based F-measure ([`relevance`]), the calibration of predicted uncertainty
+//! ([`UncertaintyReport`]), `ln Γ` and digamma ([`special`]), and the seeded
 //! generator behind every random choice ([`SplitMix64`]).
 //!
 //! ```
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod binning;
+pub mod calibration;
 pub mod classification;
 pub mod denseweight;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod shots;
 pub mod special;
 
 pub use binning::{Binning, MAX_BINS, OutOfRange};
+pub use calibration::{PredictiveDist, SparsificationPoint, UncertaintyReport};
 pub use classification::{ClassificationReport, GroupAccuracy};
 pub use denseweight::{Bandwidth, DenseWeight, DenseWeightConfig};
 pub use error::{CoreError, Result};

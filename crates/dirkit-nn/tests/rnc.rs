@@ -157,6 +157,10 @@ fn degenerate_batches_are_finite_and_bad_settings_refused() {
         .unwrap_err();
         assert!(e.to_string().contains("temperature"), "{e}");
     }
+    let v = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+    let yv = Tensor::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
+    let e = loss.loss_two_views(&v, &v, &yv).unwrap_err();
+    assert!(e.to_string().contains("identical"), "{e}");
     let e = loss
         .loss(&x, &Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap())
         .unwrap_err();

@@ -310,13 +310,13 @@ fn heads_train_predict_with_uncertainty_and_refuse_bad_settings() {
     // VIR: the seeded latent noise repeats; weights scale the evidence; σ² = aleatoric +
     // epistemic with both finite (α > 1 at inference).
     let vir = VirHead::new(VirConfig::default(), 3, vb.pp("vir")).unwrap();
-    let a = vir.forward_train(&x, None, 7).unwrap();
-    let b = vir.forward_train(&x, None, 7).unwrap();
-    let c = vir.forward_train(&x, None, 8).unwrap();
+    let a = vir.forward_train(&x, &y, None, 0, 7).unwrap();
+    let b = vir.forward_train(&x, &y, None, 0, 7).unwrap();
+    let c = vir.forward_train(&x, &y, None, 0, 8).unwrap();
     assert_eq!(flat(&a.params.gamma), flat(&b.params.gamma));
     assert_ne!(flat(&a.params.gamma), flat(&c.params.gamma));
     let w = Tensor::new(&[2.0f32, 0.5], &Device::Cpu).unwrap();
-    let weighted = vir.forward_train(&x, Some(&w), 7).unwrap();
+    let weighted = vir.forward_train(&x, &y, Some(&w), 0, 7).unwrap();
     let (n1, n2) = (flat(&a.params.nu), flat(&weighted.params.nu));
     close(n2[0], 2.0 * n1[0], "evidence × weight");
     close(n2[1], 0.5 * n1[1], "evidence × weight");
@@ -397,4 +397,97 @@ fn heads_train_predict_with_uncertainty_and_refuse_bad_settings() {
     assert!(e.is_ok(), "(B, 3) raw outputs are accepted");
     let e = nig_from_raw(&x.narrow(1, 0, 2).unwrap(), None, &VirConfig::default()).unwrap_err();
     assert!(e.to_string().contains("(B, 3)"), "{e}");
+}
+
+#[test]
+fn prm_statistics_smoothing_and_calibration_match_the_official_module() {
+    use dirkit_nn::loss::prm::{Prm, PrmConfig};
+    let doc = reference();
+    let c = &doc["prm"];
+    let d = c["dim"].as_u64().unwrap() as usize;
+    let config = PrmConfig::reference(
+        c["bucket_num"].as_u64().unwrap() as usize,
+        c["bucket_start"].as_u64().unwrap() as usize,
+    );
+    let mut prm = Prm::new(config, d).unwrap();
+    for (e, epoch) in c["epochs"].as_array().unwrap().iter().enumerate() {
+        // Two half batches: the statistics are the epoch's, however it is batched.
+        let labels = vector(&epoch["labels"]);
+        let (mean, var) = (matrix(&epoch["mean"]), matrix(&epoch["var"]));
+        let h = labels.len() / 2;
+        for (lo, hi) in [(0, h), (h, labels.len())] {
+            prm.accumulate(&t2(&mean[lo..hi]), &t2(&var[lo..hi]), &t1(&labels[lo..hi]))
+                .unwrap();
+        }
+        // Calibration starts in epoch 1, from the statistics of epoch 0.
+        assert_eq!(prm.is_active(e), e >= 1);
+        prm.end_epoch(e).unwrap();
+    }
+    let state = prm.state_tensors().unwrap();
+    close_all(
+        &flat(&state["prm.running_mean"]),
+        &matrix(&c["running_mean"]).concat(),
+        "running mean",
+    );
+    close_all(
+        &flat(&state["prm.running_var"]),
+        &matrix(&c["running_var"]).concat(),
+        "running var",
+    );
+    // The smoothed statistics: means with the kernel w, the variance of the mean with w².
+    let snap = flat(&state["prm.snapshot"]);
+    let nb = matrix(&c["smoothed_mean"]).len();
+    let (sm, sv) = (matrix(&c["smoothed_mean"]), matrix(&c["smoothed_var"]));
+    let half = |m: &[Vec<f64>], k: usize| -> Vec<f64> {
+        m.iter()
+            .flat_map(|r| r[k * d..(k + 1) * d].to_vec())
+            .collect()
+    };
+    close_all(
+        &snap[3 * nb * d..4 * nb * d],
+        &half(&sm, 0),
+        "smoothed m_mu",
+    );
+    close_all(&snap[4 * nb * d..5 * nb * d], &half(&sm, 1), "smoothed m_v");
+    close_all(
+        &snap[5 * nb * d..6 * nb * d],
+        &half(&sv, 0),
+        "smoothed s_mu",
+    );
+    let mu = Var::from_tensor(&t2(&matrix(&c["mean"]))).unwrap();
+    let var = Var::from_tensor(&t2(&matrix(&c["var"]))).unwrap();
+    let labels = t1(&vector(&c["labels"]));
+    let (m2, v2) = prm.calibrate(&mu, &var, &labels, 2).unwrap();
+    close_all(
+        &flat(&m2),
+        &matrix(&c["calibrated_mean"]).concat(),
+        "calibrated mean",
+    );
+    close_all(
+        &flat(&v2),
+        &matrix(&c["calibrated_var"]).concat(),
+        "calibrated var",
+    );
+    // Affine in the latent: the gradient of Σμ' is the per-element scale √f, the same for v'.
+    let g = (m2.sum_all().unwrap() + v2.sum_all().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(flat(g.get(&mu).unwrap()), flat(g.get(&var).unwrap()));
+    // Epoch 0 (before start_smooth) passes through; state round-trips.
+    let (same, _) = prm.calibrate(&mu, &var, &labels, 0).unwrap();
+    assert_eq!(flat(&same), flat(&mu));
+    let mut again = Prm::new(prm.config().clone(), d).unwrap();
+    again.load_state_tensors(&state).unwrap();
+    let (m3, v3) = again.calibrate(&mu, &var, &labels, 2).unwrap();
+    assert_eq!(flat(&m3), flat(&m2));
+    assert_eq!(flat(&v3), flat(&v2));
+    let e = prm
+        .accumulate(
+            &t2(&matrix(&c["mean"])),
+            &t2(&matrix(&c["var"])),
+            &t1(&[1.0]),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("prm"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! dirkit's figures, written as SVG or PNG: the label density with its LDS smoothing and
 //! weights ([`write_lds_plot`]), a run's error per label value ([`write_error_by_label_plot`]),
-//! a target's relevance φ ([`write_relevance_plot`]) and a comparison of methods over repeated
-//! runs ([`write_method_plot`]).
+//! a target's relevance φ ([`write_relevance_plot`]), a comparison of methods over repeated
+//! runs ([`write_method_plot`]) and the calibration of predicted uncertainty
+//! ([`write_uncertainty_plot`]).
 //!
 //! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
 //! `ab_glyph` feature, so no system font library is needed. Every writer picks the format from
@@ -14,6 +15,7 @@ mod by_label;
 mod lds;
 mod methods;
 mod relevance;
+mod uncertainty;
 
 use std::error::Error;
 use std::path::Path;
@@ -27,6 +29,7 @@ pub use by_label::{LabelError, write_error_by_label_plot};
 pub use lds::write_lds_plot;
 pub use methods::{MethodPanel, MethodSeries, write_method_plot};
 pub use relevance::write_relevance_plot;
+pub use uncertainty::write_uncertainty_plot;
 
 /// Figure size in pixels (SVG user units).
 pub const SIZE: (u32, u32) = (1000, 700);

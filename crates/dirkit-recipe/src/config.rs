@@ -8,8 +8,13 @@ use dirkit_compute::models::ResNetConfig;
 use dirkit_core::{Binning, LdsConfig};
 use dirkit_nn::binned::{BinnedLoss, Decoder, PriorSource};
 use dirkit_nn::fds::FdsConfig;
+use dirkit_nn::loss::conr::ConrConfig;
 use dirkit_nn::loss::elementwise::{FocalConfig, RegressionLoss};
+use dirkit_nn::loss::prm::PrmConfig;
 use dirkit_nn::loss::ranksim::RankSimConfig;
+use dirkit_nn::loss::rnc::RncConfig;
+use dirkit_nn::loss::uvote::UvoteConfig;
+use dirkit_nn::loss::vir::VirConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
@@ -110,6 +115,20 @@ pub enum LossSpec {
         /// The classification loss.
         loss: BinnedLoss,
     },
+    /// UVOTE: M Laplace heads with density re-weighting, the smallest predicted scale votes;
+    /// predicts σ.
+    Uvote {
+        /// The heads' settings.
+        config: UvoteConfig,
+    },
+    /// VIR: variational latent and evidential (NIG) head with re-weighted evidence; predicts σ.
+    Vir {
+        /// The head's settings.
+        config: VirConfig,
+        /// Its probabilistic re-weighting module over the latent (`None`: without).
+        #[serde(default)]
+        prm: Option<PrmConfig>,
+    },
 }
 
 impl LossSpec {
@@ -120,12 +139,22 @@ impl LossSpec {
 
     /// The command-line names [`FromStr`] accepts.
     pub const NAMES: &'static str = "l1, mse, huber, focal-l1, focal-mse, bmc, gai, bni, ghm-r, \
-        binned-ce, binned-la, binned-bs, binned-ldam, binned-focal, binned-cb, binned-dldl, \
+        uvote, vir, binned-ce, binned-la, binned-bs, binned-ldam, binned-focal, binned-cb, binned-dldl, \
         binned-mv";
 
     /// Whether the loss trains a [`BinnedHead`](dirkit_nn::binned::BinnedHead).
     pub fn is_binned(&self) -> bool {
         matches!(self, LossSpec::Binned { .. })
+    }
+
+    /// Whether the loss trains an uncertainty head (UVOTE, VIR) that predicts σ.
+    pub fn is_uncertainty(&self) -> bool {
+        matches!(self, LossSpec::Uvote { .. } | LossSpec::Vir { .. })
+    }
+
+    /// Whether the loss trains the [`RegressionHead`](dirkit_nn::head::RegressionHead).
+    pub fn is_regression_head(&self) -> bool {
+        !self.is_binned() && !self.is_uncertainty()
     }
 }
 
@@ -145,6 +174,13 @@ impl FromStr for LossSpec {
             "gai" => LossSpec::Gai { components: 8 },
             "bni" => LossSpec::Bni,
             "ghm-r" => LossSpec::GhmR,
+            "uvote" => LossSpec::Uvote {
+                config: UvoteConfig::default(),
+            },
+            "vir" => LossSpec::Vir {
+                config: VirConfig::default(),
+                prm: Some(PrmConfig::reference(100, 3)),
+            },
             "binned-ce" => binned(BinnedLoss::CrossEntropy),
             "binned-la" => binned(BinnedLoss::logit_adjusted()),
             "binned-bs" => binned(BinnedLoss::BalancedSoftmax),
@@ -202,6 +238,18 @@ impl Default for BinnedOptions {
     }
 }
 
+/// Rank-N-Contrast's two-stage recipe: the backbone is first trained with the RnC loss on two
+/// augmented views of each batch, then the head is trained on its features.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RncSpec {
+    /// Epochs of the first stage (counted in the run's `epochs`, which must be larger).
+    pub pretrain_epochs: usize,
+    /// The loss's settings (τ = 2).
+    pub loss: RncConfig,
+    /// Train the backbone in the second stage too (default: frozen, the paper's linear probe).
+    pub fine_tune: bool,
+}
+
 /// Everything that determines a run's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -214,12 +262,20 @@ pub struct RunConfig {
     /// The loss (and through it, the head).
     pub loss: LossSpec,
     /// Per-sample re-weighting of point-wise losses (`None`: none); its kernel is LDS. For the
-    /// binned head it supplies the LDS prior.
+    /// binned head it supplies the LDS prior; for VIR's evidence and ConR's pushing weights the
+    /// sample weights (`None`: the LDS default, sqrt-inverse with a gaussian kernel).
     pub reweight: Option<LdsConfig>,
     /// FDS on the backbone's features, if any (its `feature_dim` must be the backbone's).
     pub fds: Option<FdsConfig>,
     /// The RankSim regulariser, if any (regression head only).
     pub ranksim: Option<RankSimConfig>,
+    /// The ConR regulariser on the backbone's features, if any (regression head only); its
+    /// pushing weights are the LDS weights of `reweight` (or the LDS default).
+    #[serde(default)]
+    pub conr: Option<ConrConfig>,
+    /// Rank-N-Contrast pre-training of the backbone, if any.
+    #[serde(default)]
+    pub rnc: Option<RncSpec>,
     /// Binned-head settings.
     pub binned: BinnedOptions,
     /// Label bins for LDS, shots and the report (default one per year, 0–120).
@@ -261,6 +317,8 @@ impl RunConfig {
             reweight: None,
             fds: None,
             ranksim: None,
+            conr: None,
+            rnc: None,
             binned: BinnedOptions::default(),
             bins: Binning {
                 start: 0.0,
@@ -324,9 +382,55 @@ impl RunConfig {
         if let Some(r) = &self.reweight {
             r.validate().map_err(RecipeError::config)?;
         }
-        if self.ranksim.is_some() && self.loss.is_binned() {
+        if self.ranksim.is_some() && !self.loss.is_regression_head() {
             return Err(RecipeError::config(
-                "--ranksim works with the regression head; a binned loss was chosen",
+                "--ranksim works with the regression head; a binned or uncertainty loss was \
+                 chosen",
+            ));
+        }
+        if let Some(c) = &self.conr {
+            c.check()
+                .map_err(|e| RecipeError::config(format!("--conr: {e}")))?;
+            if !self.loss.is_regression_head() {
+                return Err(RecipeError::config(
+                    "--conr regularises the regression head's features; a binned or \
+                     uncertainty loss was chosen",
+                ));
+            }
+        }
+        if let Some(r) = &self.rnc {
+            r.loss
+                .check()
+                .map_err(|e| RecipeError::config(format!("--rnc: {e}")))?;
+            if r.pretrain_epochs == 0 || r.pretrain_epochs >= self.epochs {
+                return Err(RecipeError::config(format!(
+                    "--rnc-epochs {}: expected 1 to {} (pre-training epochs out of --epochs {}, \
+                     leaving at least one for the head)",
+                    r.pretrain_epochs,
+                    self.epochs.saturating_sub(1),
+                    self.epochs
+                )));
+            }
+        }
+        match &self.loss {
+            LossSpec::Uvote { config } => config
+                .check()
+                .map_err(|e| RecipeError::config(format!("--loss uvote: {e}")))?,
+            LossSpec::Vir { config, prm } => {
+                config
+                    .check()
+                    .map_err(|e| RecipeError::config(format!("--loss vir: {e}")))?;
+                if let Some(p) = prm {
+                    p.check()
+                        .map_err(|e| RecipeError::config(format!("--loss vir (PRM): {e}")))?;
+                }
+            }
+            _ => {}
+        }
+        if self.fds.is_some() && self.loss.is_uncertainty() {
+            return Err(RecipeError::config(
+                "--fds calibrates the regression and binned heads' features; UVOTE and VIR \
+                 heads have their own",
             ));
         }
         if self.reweight.is_some()

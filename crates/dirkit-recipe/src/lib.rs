@@ -23,7 +23,9 @@ pub mod report;
 pub mod run;
 pub mod speed;
 
-pub use config::{Arch, BinnedOptions, DataSource, LossSpec, RunConfig, scaled_milestones};
+pub use config::{
+    Arch, BinnedOptions, DataSource, LossSpec, RncSpec, RunConfig, scaled_milestones,
+};
 pub use data::{RunData, SplitData};
 pub use error::{RecipeError, Result};
 pub use model::Model;

@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use dirkit_core::{Binning, LabelDensity, OutOfRange, RegressionReport, Shot, ShotThresholds};
-use dirkit_plot::{LabelError, write_error_by_label_plot, write_lds_plot};
+use dirkit_core::{
+    Binning, LabelDensity, OutOfRange, RegressionReport, Shot, ShotThresholds, UncertaintyReport,
+};
+use dirkit_plot::{LabelError, write_error_by_label_plot, write_lds_plot, write_uncertainty_plot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
@@ -36,6 +38,9 @@ pub struct EvalReport {
     pub metrics: RegressionReport,
     /// Error of every label bin, in label order.
     pub by_bin: Vec<BinError>,
+    /// NLL, interval coverage and sparsification of the predicted σ (UVOTE, VIR).
+    #[serde(default)]
+    pub uncertainty: Option<UncertaintyReport>,
 }
 
 impl EvalReport {
@@ -82,6 +87,7 @@ impl EvalReport {
             epoch,
             metrics,
             by_bin,
+            uncertainty: None,
         })
     }
 
@@ -118,6 +124,9 @@ impl EvalReport {
             fmt(m.balanced_mae),
             fmt(m.pearson_r)
         );
+        if let Some(u) = &self.uncertainty {
+            let _ = write!(s, "\n{}", u.summary());
+        }
         s
     }
 
@@ -151,6 +160,19 @@ pub fn write_density_plot(path: &Path, density: &LabelDensity, title: &str) -> R
     write_lds_plot(path, density, title).map_err(|e| RecipeError::io(path, e))
 }
 
+/// Writes the uncertainty figure (sparsification and interval coverage) of predictions with σ.
+pub fn write_uncertainty_figure(
+    path: &Path,
+    report: &UncertaintyReport,
+    predictions: &[f64],
+    sigma: &[f64],
+    targets: &[f64],
+    title: &str,
+) -> Result<()> {
+    write_uncertainty_plot(path, report, predictions, sigma, targets, title)
+        .map_err(|e| RecipeError::io(path, e))
+}
+
 /// Writes `index,target,prediction` rows (and the image path when known) to `path`.
 pub fn write_predictions(
     path: &Path,
@@ -158,13 +180,28 @@ pub fn write_predictions(
     predictions: &[f64],
     names: Option<&[String]>,
 ) -> Result<()> {
-    let mut s = String::from(if names.is_some() {
-        "index,target,prediction,path\n"
-    } else {
-        "index,target,prediction\n"
-    });
+    write_predictions_with_sigma(path, targets, predictions, None, names)
+}
+
+/// [`write_predictions`] with a `sigma` column (the predicted standard deviation, label units)
+/// after `prediction` when given.
+pub fn write_predictions_with_sigma(
+    path: &Path,
+    targets: &[f64],
+    predictions: &[f64],
+    sigma: Option<&[f64]>,
+    names: Option<&[String]>,
+) -> Result<()> {
+    let mut s = String::from("index,target,prediction");
+    if sigma.is_some() {
+        s.push_str(",sigma");
+    }
+    s.push_str(if names.is_some() { ",path\n" } else { "\n" });
     for (i, (t, p)) in targets.iter().zip(predictions).enumerate() {
         let _ = write!(s, "{i},{t},{p}");
+        if let Some(sd) = sigma.and_then(|v| v.get(i)) {
+            let _ = write!(s, ",{sd}");
+        }
         if let Some(n) = names.and_then(|n| n.get(i)) {
             let quoted = n.replace('"', "\"\"");
             let _ = write!(s, ",\"{quoted}\"");

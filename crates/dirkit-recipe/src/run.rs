@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use dirkit_compute::checkpoint::{load_checkpoint, save_checkpoint};
-use dirkit_core::{LabelDensity, OutOfRange};
+use dirkit_core::{LabelDensity, OutOfRange, UncertaintyReport};
 use dirkit_data::dataset::{Batch, epoch_batches};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,8 @@ pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 /// Seed salt of FDS's statistics pass (its own shuffle and augmentation streams).
 const FDS_PASS_SALT: u64 = 0xFD5_0000_0000_0001;
+/// Seed salt of the second augmented view of Rank-N-Contrast's pre-training.
+const SECOND_VIEW_SALT: u64 = 0x2A1E_0000_0000_0002;
 
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,16 +227,25 @@ impl Trainer {
             bar.set_message(format!("loss {loss:.3} | {rate:.0} img/s"));
             Ok(())
         };
+        let pretraining = model.is_pretraining(epoch);
+        let second = pretraining.then_some(SECOND_VIEW_SALT);
         let (load, wait) = for_each_batch(
             &data.train,
             &data.transform,
             &order,
             Some((seed, epoch)),
-            |batch| {
+            second,
+            |batch, view2| {
                 let n = batch.len();
                 let t = Instant::now();
                 let (x, y) = tensors(batch, device)?;
-                let loss = model.train_step(&x, &y, epoch)?;
+                let loss = match view2 {
+                    Some(b2) => {
+                        let (x2, _) = tensors(b2, device)?;
+                        model.pretrain_step(&x, &x2, &y)?
+                    }
+                    None => model.train_step(&x, &y, epoch)?,
+                };
                 settle(&mut pending, images)?;
                 pending = Some((loss, n));
                 compute += t.elapsed().as_secs_f64();
@@ -276,7 +287,8 @@ impl Trainer {
                 &data.transform,
                 &order,
                 Some((seed, epoch)),
-                |b| {
+                None,
+                |b, _| {
                     let (x, y) = tensors(b, device)?;
                     model.collect_fds_stats(&x, &y)?;
                     bar.inc(1);
@@ -291,6 +303,16 @@ impl Trainer {
     /// Predictions of the current weights on `split` (no augmentation, batch norm in
     /// evaluation mode), in the split's order.
     pub fn predict(&self, split: &SplitData, label: &str) -> Result<Vec<f64>> {
+        Ok(self.predict_with_sigma(split, label)?.0)
+    }
+
+    /// Predictions on `split` and, for the heads that predict one (UVOTE, VIR), each sample's
+    /// standard deviation.
+    pub fn predict_with_sigma(
+        &self,
+        split: &SplitData,
+        label: &str,
+    ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
         let bs = self.state.config.eval_batch_size;
         let n = split.len();
         let order: Vec<Vec<usize>> = (0..n)
@@ -299,14 +321,19 @@ impl Trainer {
             .collect();
         let bar = progress_bar(self.options.progress, order.len(), label.to_string());
         let mut out = Vec::with_capacity(n);
-        for_each_batch(split, &self.data.transform, &order, None, |b| {
+        let mut sigma: Option<Vec<f64>> = None;
+        for_each_batch(split, &self.data.transform, &order, None, None, |b, _| {
             let (x, _) = tensors(b, &self.device)?;
-            out.extend(self.model.predict(&x)?);
+            let (p, s) = self.model.predict_with_sigma(&x)?;
+            out.extend(p);
+            if let Some(s) = s {
+                sigma.get_or_insert_with(|| Vec::with_capacity(n)).extend(s);
+            }
             bar.inc(1);
             Ok(())
         })?;
         bar.finish_and_clear();
-        Ok(out)
+        Ok((out, sigma))
     }
 
     /// Trains one epoch (the next one), runs FDS's pass, validates, and writes the [`LAST`]
@@ -337,7 +364,9 @@ impl Trainer {
             .map(|(p, a)| (p - a).powi(2))
             .sum::<f64>()
             / n;
-        let improved = self.state.best.is_none_or(|(_, best)| val_mae < best);
+        // Rank-N-Contrast's pre-training epochs train no head: they never count as best.
+        let improved = !self.model.is_pretraining(epoch)
+            && self.state.best.is_none_or(|(_, best)| val_mae < best);
         if improved {
             self.state.best = Some((epoch, val_mae));
         }
@@ -398,19 +427,30 @@ impl Trainer {
 
     /// Loads the [`BEST`] checkpoint's weights and evaluates them on the test split.
     pub fn test_best(&mut self) -> Result<(EvalReport, Vec<f64>)> {
+        let (report, pred, _) = self.test_best_with_sigma()?;
+        Ok((report, pred))
+    }
+
+    /// [`Trainer::test_best`] with the predicted σ of the uncertainty heads; their report
+    /// carries the NLL, interval coverage and sparsification summary.
+    pub fn test_best_with_sigma(&mut self) -> Result<(EvalReport, Vec<f64>, Option<Vec<f64>>)> {
         let ckpt = load_checkpoint::<RunState>(&self.options.out.join(BEST))?;
         ckpt.restore_varmap(self.model.varmap())?;
         let epoch = ckpt.meta.best.map_or(0, |(e, _)| e);
-        let pred = self.predict(&self.data.test, "test")?;
-        let report = EvalReport::compute(
+        let (pred, sigma) = self.predict_with_sigma(&self.data.test, "test")?;
+        let ages = self.data.test.ages();
+        let mut report = EvalReport::compute(
             "test",
             epoch,
             &pred,
-            &self.data.test.ages(),
+            &ages,
             &self.state.config.bins,
             &self.train_counts,
         )?;
-        Ok((report, pred))
+        if let (Some(s), Some(dist)) = (&sigma, self.model.uncertainty()) {
+            report.uncertainty = Some(UncertaintyReport::compute(&pred, s, &ages, dist, 20)?);
+        }
+        Ok((report, pred, sigma))
     }
 
     /// Writes the settings and the history to `run.json` in the run directory.
@@ -484,17 +524,28 @@ fn for_each_batch(
     transform: &dirkit_data::dataset::Transform,
     order: &[Vec<usize>],
     augment: Option<(u64, usize)>,
-    mut visit: impl FnMut(Batch) -> Result<()>,
+    second_view: Option<u64>,
+    mut visit: impl FnMut(Batch, Option<Batch>) -> Result<()>,
 ) -> Result<(f64, f64)> {
     let (mut load, mut wait) = (0.0, 0.0);
+    type Loaded = (Batch, Option<Batch>, f64);
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = sync_channel::<Result<(Batch, f64)>>(2);
+        let (tx, rx) = sync_channel::<Result<Loaded>>(2);
         s.spawn(move || {
             for indices in order {
                 let start = Instant::now();
-                let batch = split.load(indices, transform, augment);
+                let batch = split.load(indices, transform, augment).and_then(|b| {
+                    // The second view: the same images under another augmentation stream.
+                    let view2 = match (second_view, augment) {
+                        (Some(salt), Some((seed, epoch))) => {
+                            Some(split.load(indices, transform, Some((seed ^ salt, epoch)))?)
+                        }
+                        _ => None,
+                    };
+                    Ok((b, view2, start.elapsed().as_secs_f64()))
+                });
                 let failed = batch.is_err();
-                let sent = tx.send(batch.map(|b| (b, start.elapsed().as_secs_f64())));
+                let sent = tx.send(batch);
                 if sent.is_err() || failed {
                     break;
                 }
@@ -502,12 +553,12 @@ fn for_each_batch(
         });
         for _ in order {
             let start = Instant::now();
-            let (batch, secs) = rx
+            let (batch, view2, secs) = rx
                 .recv()
                 .map_err(|_| RecipeError::config("the batch loader stopped unexpectedly"))??;
             wait += start.elapsed().as_secs_f64();
             load += secs;
-            visit(batch)?;
+            visit(batch, view2)?;
         }
         Ok(())
     })?;

@@ -24,7 +24,7 @@ pub struct Speed {
     /// Median milliseconds to decode, resize, augment and stack one batch (rayon-parallel).
     pub load_ms: f64,
     /// Median milliseconds of one training step (forward with batch norm in training mode and
-    /// FDS calibration when configured, loss, backward, Adam).
+    /// FDS calibration when configured, loss, backward, Adam; RnC pre-training: both views).
     pub step_ms: f64,
     /// Training images per second of the step alone.
     pub step_images_per_second: f64,
@@ -48,7 +48,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Times `steps` training steps (after `warmup` untimed ones) of `config` on `data`. With FDS,
 /// statistics are first collected from the warm-up batches and the steps run in epoch 1, so
-/// that they include the calibration.
+/// that they include the calibration. With Rank-N-Contrast the steps are its pre-training
+/// steps (two views of each batch through the backbone, the RnC loss).
 pub fn measure(
     config: &RunConfig,
     data: &RunData,
@@ -83,17 +84,33 @@ pub fn measure(
         }
         model.end_epoch(0)?;
     }
+    // Rank-N-Contrast's pre-training steps take a second view of each batch.
+    let pretraining = model.is_pretraining(epoch);
     let (mut load, mut step) = (Vec::new(), Vec::new());
     for (i, idx) in order.iter().take(warmup + steps).enumerate() {
         let t = Instant::now();
         let batch = data
             .train
             .load(idx, &data.transform, Some((config.seed, epoch)))?;
+        let view2 = if pretraining {
+            Some(
+                data.train
+                    .load(idx, &data.transform, Some((config.seed ^ 1, epoch)))?,
+            )
+        } else {
+            None
+        };
         let load_s = t.elapsed().as_secs_f64();
         let (x, y) = to_tensors(batch)?;
         let t = Instant::now();
         // Reading the loss waits for the device to finish the step.
-        model.train_step(&x, &y, epoch)?.to_scalar::<f32>()?;
+        match view2 {
+            Some(b2) => {
+                let (x2, _) = to_tensors(b2)?;
+                model.pretrain_step(&x, &x2, &y)?.to_scalar::<f32>()?
+            }
+            None => model.train_step(&x, &y, epoch)?.to_scalar::<f32>()?,
+        };
         let step_s = t.elapsed().as_secs_f64();
         if i >= warmup {
             load.push(load_s);

@@ -8,9 +8,13 @@ use candle_core::{Device, Tensor};
 use dirkit_core::{LdsConfig, OutOfRange, RegressionReport, ShotThresholds};
 use dirkit_data::faces::{EvalRecipe, FaceConfig, SplitPlan, SyntheticFaces, write_agedb_layout};
 use dirkit_nn::fds::FdsConfig;
+use dirkit_nn::loss::conr::ConrConfig;
+use dirkit_nn::loss::rnc::RncConfig;
+use dirkit_nn::loss::uvote::UvoteConfig;
+use dirkit_nn::loss::vir::VirConfig;
 use dirkit_recipe::{
-    DataSource, EvalReport, LossSpec, Model, RecipeError, RunConfig, RunData, RunOptions, Trainer,
-    prepare_run_dir,
+    DataSource, EvalReport, LossSpec, Model, RecipeError, RncSpec, RunConfig, RunData, RunOptions,
+    Trainer, prepare_run_dir,
 };
 
 /// A run small enough for a test: 16 px synthetic faces, 96 training images, 1 per age for
@@ -50,10 +54,25 @@ fn values(model: &Model) -> Vec<(String, Vec<f32>)> {
 }
 
 #[test]
-fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
-    for loss in [LossSpec::L1, LossSpec::Bmc, "binned-ce".parse().unwrap()] {
+fn training_steps_lower_the_loss_on_a_fixed_batch() {
+    let deterministic_vir = LossSpec::Vir {
+        config: VirConfig {
+            variational: false,
+            ..VirConfig::default()
+        },
+        prm: None,
+    };
+    for (loss, conr) in [
+        (LossSpec::L1, None),
+        (LossSpec::Bmc, None),
+        ("binned-ce".parse().unwrap(), None),
+        ("uvote".parse().unwrap(), None),
+        (deterministic_vir, None),
+        (LossSpec::L1, Some(ConrConfig::default())),
+    ] {
         let mut config = tiny(1);
         config.loss = loss.clone();
+        config.conr = conr;
         let data = RunData::load(&config).expect("data");
         let ages = data.train.ages();
         let mut model = Model::new(&config, &ages, &Device::Cpu).expect("model");
@@ -68,12 +87,18 @@ fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
             .expect("step")
             .to_scalar::<f32>()
             .expect("loss");
-        // The loss the second step reports is the loss at the parameters after the first.
-        let after = model
-            .train_step(&x, &y, 0)
-            .expect("step")
-            .to_scalar::<f32>()
-            .expect("loss");
+        // The loss a step reports is the loss at the parameters after the previous steps;
+        // Adam's first steps move every parameter by about the learning rate, which can
+        // overshoot where the initialisation is already close (the σ heads start at the
+        // labels' spread), so four steps are compared.
+        let mut after = before;
+        for _ in 0..4 {
+            after = model
+                .train_step(&x, &y, 0)
+                .expect("step")
+                .to_scalar::<f32>()
+                .expect("loss");
+        }
         assert!(before.is_finite() && after.is_finite());
         assert!(after < before, "{loss:?}: {before} -> {after}");
     }
@@ -81,11 +106,45 @@ fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
 
 #[test]
 fn resume_continues_exactly_like_an_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
     let mut config = tiny(2);
     config.reweight = Some(LdsConfig::default());
     config.fds = Some(FdsConfig::new(128));
     config.fds.as_mut().unwrap().start_smooth = 1;
+    assert_resume_is_exact(config);
+}
+
+#[test]
+fn resume_is_exact_for_rnc_conr_uvote_and_vir() {
+    // RnC: resumed after its pre-training epoch, so the second stage starts from the checkpoint.
+    let mut rnc = tiny(2);
+    rnc.rnc = Some(RncSpec {
+        pretrain_epochs: 1,
+        loss: RncConfig::default(),
+        fine_tune: false,
+    });
+    let mut conr = tiny(2);
+    conr.reweight = Some(LdsConfig::default());
+    conr.conr = Some(ConrConfig::default());
+    let mut uvote = tiny(2);
+    uvote.loss = LossSpec::Uvote {
+        config: UvoteConfig {
+            heads: 3,
+            ..UvoteConfig::default()
+        },
+    };
+    // VIR samples its latent from a stream seeded by (seed, epoch, step); its PRM statistics
+    // (collected after epoch 0, calibrating epoch 1) are in the checkpoint.
+    let mut vir = tiny(2);
+    vir.loss = "vir".parse().unwrap();
+    for config in [rnc, conr, uvote, vir] {
+        assert_resume_is_exact(config);
+    }
+}
+
+/// Trains `config` for its epochs in one go and again with a resume after the first epoch, and
+/// checks every variable and every epoch's numbers are equal.
+fn assert_resume_is_exact(config: RunConfig) {
+    let dir = tempfile::tempdir().unwrap();
     let (whole, part) = (dir.path().join("whole"), dir.path().join("part"));
     for d in [&whole, &part] {
         prepare_run_dir(d).unwrap();
@@ -105,9 +164,15 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
 
     let (va, vc) = (values(a.model()), values(c.model()));
     assert_eq!(va.len(), vc.len());
+    let what = format!(
+        "{:?} conr {:?} rnc {:?}",
+        a.config().loss,
+        a.config().conr,
+        a.config().rnc
+    );
     for ((ka, xa), (kc, xc)) in va.iter().zip(&vc) {
         assert_eq!(ka, kc);
-        assert_eq!(xa, xc, "{ka} differs after resuming");
+        assert_eq!(xa, xc, "{what}: {ka} differs after resuming");
     }
     assert_eq!(a.state().history.len(), c.state().history.len());
     for (ra, rc) in a.state().history.iter().zip(&c.state().history) {
@@ -280,4 +345,125 @@ fn settings_that_contradict_each_other_are_refused_before_training() {
     let mut c = tiny(1);
     c.fds = Some(FdsConfig::new(2048));
     assert!(c.validate().unwrap_err().to_string().contains("2048"));
+    // The new methods' settings, each with the flag it names.
+    let refused = |f: &dyn Fn(&mut RunConfig), want: &str| {
+        let mut c = tiny(4);
+        f(&mut c);
+        let e = c.validate().expect_err(want).to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    };
+    refused(
+        &|c| {
+            c.loss = LossSpec::Uvote {
+                config: UvoteConfig {
+                    heads: 0,
+                    ..UvoteConfig::default()
+                },
+            }
+        },
+        "heads",
+    );
+    refused(
+        &|c| {
+            c.conr = Some(ConrConfig {
+                temperature: -1.0,
+                ..ConrConfig::default()
+            })
+        },
+        "temperature",
+    );
+    refused(
+        &|c| {
+            c.conr = Some(ConrConfig {
+                window: 0.0,
+                ..ConrConfig::default()
+            })
+        },
+        "window",
+    );
+    refused(
+        &|c| {
+            c.conr = Some(ConrConfig::default());
+            c.loss = "binned-ce".parse().unwrap();
+        },
+        "--conr",
+    );
+    for epochs in [0, 4] {
+        refused(
+            &|c| {
+                c.rnc = Some(RncSpec {
+                    pretrain_epochs: epochs,
+                    loss: RncConfig::default(),
+                    fine_tune: false,
+                })
+            },
+            "--rnc-epochs",
+        );
+    }
+    refused(
+        &|c| {
+            c.rnc = Some(RncSpec {
+                pretrain_epochs: 1,
+                loss: RncConfig {
+                    temperature: -2.0,
+                    normalize: false,
+                },
+                fine_tune: false,
+            })
+        },
+        "temperature",
+    );
+    refused(
+        &|c| {
+            c.loss = "vir".parse().unwrap();
+            c.fds = Some(FdsConfig::new(128));
+        },
+        "--fds",
+    );
+}
+
+#[test]
+fn uncertainty_heads_report_sigma_nll_and_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, dist) in [
+        ("uvote", dirkit_core::PredictiveDist::Laplace),
+        ("vir", dirkit_core::PredictiveDist::Gaussian),
+    ] {
+        let mut config = tiny(1);
+        config.loss = name.parse().unwrap();
+        let out = dir.path().join(name);
+        prepare_run_dir(&out).unwrap();
+        let data = RunData::load(&config).unwrap();
+        let mut t = Trainer::new(config, data, Device::Cpu, options(&out)).unwrap();
+        t.fit().unwrap();
+        let (report, pred, sigma) = t.test_best_with_sigma().unwrap();
+        let sigma = sigma.expect("the head predicts σ");
+        assert_eq!(sigma.len(), pred.len());
+        assert!(sigma.iter().all(|s| s.is_finite() && *s > 0.0));
+        let u = report.uncertainty.as_ref().expect("uncertainty report");
+        assert_eq!(u.dist, dist);
+        let ages = t.data().test.ages();
+        let want = dirkit_core::UncertaintyReport::compute(&pred, &sigma, &ages, dist, 20).unwrap();
+        assert_eq!(u, &want);
+        assert!(report.table().contains("coverage of the 50% interval"));
+        let csv = out.join("predictions.csv");
+        dirkit_recipe::report::write_predictions_with_sigma(&csv, &ages, &pred, Some(&sigma), None)
+            .unwrap();
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert!(
+            text.starts_with("index,target,prediction,sigma\n"),
+            "{text}"
+        );
+        let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(first[3].parse::<f64>().unwrap(), sigma[0]);
+    }
+    // Point heads predict no σ.
+    let config = tiny(1);
+    let out = dir.path().join("l1");
+    prepare_run_dir(&out).unwrap();
+    let data = RunData::load(&config).unwrap();
+    let mut t = Trainer::new(config, data, Device::Cpu, options(&out)).unwrap();
+    t.fit().unwrap();
+    let (report, _, sigma) = t.test_best_with_sigma().unwrap();
+    assert!(sigma.is_none() && report.uncertainty.is_none());
 }

@@ -30,7 +30,7 @@ mod accumulate;
 mod comoment;
 mod config;
 mod fused;
-mod smooth;
+pub(crate) mod smooth;
 mod state;
 mod stats;
 mod transform;

@@ -7,6 +7,7 @@ pub mod balanced_mse;
 pub mod conr;
 pub mod elementwise;
 pub mod ghm;
+pub mod prm;
 pub mod ranksim;
 pub mod rnc;
 pub mod uvote;

@@ -64,7 +64,8 @@ impl RncLoss {
     }
 
     /// The loss of two views (B×D each, row i of both from sample i) with labels (B) or (B×L):
-    /// the rows of both views are the n = 2B features.
+    /// the rows of both views are the n = 2B features. Two identical views (no augmentation)
+    /// are refused.
     pub fn loss_two_views(
         &self,
         view1: &Tensor,
@@ -77,6 +78,24 @@ impl RncLoss {
                 view1.shape(),
                 view2.shape()
             ))
+            .into());
+        }
+        // Identical views carry no augmentation: every positive pair would sit at distance 0.
+        if view1.dim(0)? > 0
+            && view1
+                .sub(view2)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?
+                == 0.0
+        {
+            return Err(NnError::shape(
+                "rnc: the two views are identical; Rank-N-Contrast needs two different \
+                 augmentations of each sample"
+                    .into(),
+            )
             .into());
         }
         let features = Tensor::cat(&[view1, view2], 0)?;

@@ -17,9 +17,13 @@
 //! - **Uncertainty**: aleatoric `β/(α−1)`, epistemic `β/(ν(α−1))`, and the predictive (Student-t)
 //!   standard deviation `√(β(1+ν)/(ν(α−1)))` reported as σ.
 //!
-//! The official code also smooths the latent's per-label statistics across neighbouring labels
-//! (its probabilistic re-weighting module, an FDS on means and variances) and adds an image
-//! reconstruction decoder; neither is part of this head.
+//! [`VirHead::with_prm`] adds the official probabilistic re-weighting module
+//! ([`Prm`](crate::loss::prm::Prm)): the latent's per-label statistics smoothed across
+//! neighbouring labels, calibrating `(h, v)` before sampling, with a statistics pass after each
+//! epoch ([`VirHead::collect_stats`], [`VirHead::end_epoch`]) as FDS. The official image
+//! reconstruction decoder is not part of this head.
+
+use std::collections::HashMap;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -30,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, invalid};
 use crate::loss::elementwise::{abs, as_batch, pred_target};
+use crate::loss::prm::{Prm, PrmConfig};
 
 /// Settings of [`VirHead`]; defaults are the official AgeDB-DIR ones.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -340,6 +345,7 @@ pub struct VirHead {
     config: VirConfig,
     latent_var: Linear,
     head: Linear,
+    prm: Option<Prm>,
 }
 
 impl VirHead {
@@ -353,7 +359,16 @@ impl VirHead {
             config,
             latent_var: dirkit_compute::nn::linear(in_dim, in_dim, vb.pp("latent_var"))?,
             head: dirkit_compute::nn::linear(in_dim, 3, vb.pp("nig"))?,
+            prm: None,
         })
+    }
+
+    /// Adds the probabilistic re-weighting module over the latent (official: bins 3…99 of
+    /// AgeDB, gaussian ks 5 σ 2, momentum 0.9, calibrating from epoch 1).
+    pub fn with_prm(mut self, config: PrmConfig) -> candle_core::Result<Self> {
+        let dim = self.latent_var.weight().dim(0)?;
+        self.prm = Some(Prm::new(config, dim)?);
+        Ok(self)
     }
 
     /// The configuration.
@@ -361,33 +376,87 @@ impl VirHead {
         &self.config
     }
 
+    /// The probabilistic re-weighting module, if any.
+    pub fn prm(&self) -> Option<&Prm> {
+        self.prm.as_ref()
+    }
+
     /// NIG parameters of latents z (B, D) with evidence weights (B) (`None`: 1).
     fn nig(&self, z: &Tensor, weights: Option<&Tensor>) -> candle_core::Result<NigParams> {
         nig_from_raw(&self.head.forward(z)?, weights, &self.config)
     }
 
-    /// Training forward: samples the latent with standard-normal noise from `seed` (when
-    /// [`VirConfig::variational`]) and re-weights the evidence by `weights` (B).
+    /// The latent's variance `softplus(W h) + 10⁻⁶` for features h (B, D).
+    pub fn latent_variance(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        softplus(&self.latent_var.forward(features)?, 1.0)? + 1e-6
+    }
+
+    /// Training forward at `epoch`: the latent `(h, v)` calibrated by the PRM (when present and
+    /// active, with the labels (B)), sampled with standard-normal noise from `seed` (when
+    /// [`VirConfig::variational`]), and the evidence re-weighted by `weights` (B).
     pub fn forward_train(
         &self,
         features: &Tensor,
+        labels: &Tensor,
         weights: Option<&Tensor>,
+        epoch: usize,
         seed: u64,
     ) -> candle_core::Result<VirTrainOutput> {
-        let var = (softplus(&self.latent_var.forward(features)?, 1.0)? + 1e-6)?;
+        let var = self.latent_variance(features)?;
+        let (mean, var) = match &self.prm {
+            Some(p) => p.calibrate(features, &var, labels, epoch)?,
+            None => (features.clone(), var),
+        };
         let z = if self.config.variational {
             let mut rng = dirkit_core::SplitMix64::new(seed);
-            let eps: Vec<f64> = (0..features.elem_count()).map(|_| rng.normal()).collect();
-            let eps = Tensor::from_vec(eps, features.shape(), features.device())?
-                .to_dtype(features.dtype())?;
-            (features + (eps * var.sqrt()?)?)?
+            let eps: Vec<f64> = (0..mean.elem_count()).map(|_| rng.normal()).collect();
+            let eps = Tensor::from_vec(eps, mean.shape(), mean.device())?.to_dtype(mean.dtype())?;
+            (&mean + (eps * var.sqrt()?)?)?
         } else {
-            features.clone()
+            mean
         };
         Ok(VirTrainOutput {
             params: self.nig(&z, weights)?,
             latent_var: var,
         })
+    }
+
+    /// The PRM's statistics pass: latent means and variances of features (B, D) (not
+    /// differentiated) with labels (B). No-op without a PRM.
+    pub fn collect_stats(&mut self, features: &Tensor, labels: &Tensor) -> candle_core::Result<()> {
+        if self.prm.is_none() {
+            return Ok(());
+        }
+        let features = features.detach();
+        let var = self.latent_variance(&features)?.detach();
+        if let Some(p) = &mut self.prm {
+            p.accumulate(&features, &var, labels)?;
+        }
+        Ok(())
+    }
+
+    /// End of `epoch`: the PRM updates its statistics and calibration. No-op without a PRM.
+    pub fn end_epoch(&mut self, epoch: usize) -> candle_core::Result<()> {
+        match &mut self.prm {
+            Some(p) => p.end_epoch(epoch),
+            None => Ok(()),
+        }
+    }
+
+    /// The PRM's checkpoint state (empty without one).
+    pub fn state_tensors(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        match &self.prm {
+            Some(p) => p.state_tensors(),
+            None => Ok(HashMap::new()),
+        }
+    }
+
+    /// Restores [`VirHead::state_tensors`].
+    pub fn load_state_tensors(&mut self, m: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+        match &mut self.prm {
+            Some(p) => p.load_state_tensors(m),
+            None => Ok(()),
+        }
     }
 
     /// Inference: the latent mean, evidence weight 1.
