@@ -173,6 +173,9 @@ struct Cli {
     /// Train the backbone in RnC's second stage too (default: frozen, a linear probe).
     #[arg(long)]
     rnc_fine_tune: bool,
+    /// Learning rate of RnC's linear probe on the frozen features (before the step decay).
+    #[arg(long, default_value_t = 0.05)]
+    rnc_probe_lr: f64,
 
     /// Training epochs [default: 10 built-in, 90 folder].
     #[arg(long)]
@@ -273,6 +276,7 @@ const RUN_FLAGS: &[&str] = &[
     "rnc_epochs",
     "rnc_temperature",
     "rnc_fine_tune",
+    "rnc_probe_lr",
     "batch_size",
     "lr",
     "weight_decay",
@@ -444,6 +448,7 @@ fn run_config(cli: &Cli) -> Result<RunConfig, RecipeError> {
                 ..RncConfig::default()
             },
             fine_tune: cli.rnc_fine_tune,
+            probe_lr: cli.rnc_probe_lr,
         });
     } else if cli.rnc_epochs.is_some() || cli.rnc_fine_tune {
         return Err(fail("--rnc-epochs and --rnc-fine-tune need --rnc"));
@@ -633,6 +638,7 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
         pretrain_epochs: (base.epochs / 2).max(1),
         loss: RncConfig::default(),
         fine_tune: false,
+        probe_lr: 0.05,
     };
     let uvote: LossSpec = "uvote".parse()?;
     let vir: LossSpec = "vir".parse()?;
@@ -828,6 +834,7 @@ fn bench_pairwise(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), Recip
                 pretrain_epochs: 1,
                 loss: RncConfig::default(),
                 fine_tune: false,
+                probe_lr: 0.05,
             }),
         ),
     ];
@@ -910,6 +917,7 @@ fn bench_memory_child(base: &RunConfig, i: usize, dev: &Device) -> Result<(), Re
                 pretrain_epochs: 1,
                 loss: RncConfig::default(),
                 fine_tune: false,
+                probe_lr: 0.05,
             }),
         ),
     };

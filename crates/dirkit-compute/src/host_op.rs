@@ -4,7 +4,8 @@
 //! [`HostOp1`] computes them on the CPU in f64 and returns the result on the input's device,
 //! so the same code path serves CPU and CUDA; on CUDA it costs one device→host→device copy.
 //! [`host_cpu_fwd`] and `host_cuda_fwd` (with the `cuda` feature) are the bodies of a
-//! `CustomOp1`'s `cpu_fwd` / `cuda_fwd` for such an op, so that it can also carry a `bwd`.
+//! `CustomOp1`'s `cpu_fwd` / `cuda_fwd` for such an op, so that it can also carry a `bwd`;
+//! [`HostGrad1`] with [`Differentiable`] is that custom op, written once.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, WithDType};
@@ -118,4 +119,52 @@ pub fn host_cuda_fwd<O: HostOp1 + ?Sized>(
     let (out, shape) = host_cpu_fwd(op, &host, layout)?;
     let device_out = storage.device().storage_from_cpu_storage_owned(out)?;
     Ok((device_out, shape))
+}
+
+/// A [`HostOp1`] with a gradient: wrapped in [`Differentiable`], a candle custom op that runs on
+/// any device and carries a backward pass.
+pub trait HostGrad1: HostOp1 {
+    /// The gradient with respect to the input, from the input `arg`, the output `res` and the
+    /// output's gradient `grad_res` (all detached, on the input's device).
+    fn grad(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// A [`HostGrad1`] as a `CustomOp1`: `x.apply_op1(Differentiable(op))`.
+#[derive(Debug, Clone)]
+pub struct Differentiable<O>(pub O);
+
+impl<O: HostGrad1> candle_core::CustomOp1 for Differentiable<O> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_cpu_fwd(&self.0, storage, layout)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        host_cuda_fwd(&self.0, storage, layout)
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.0.grad(
+            &arg.detach(),
+            &res.detach(),
+            &grad_res.detach(),
+        )?))
+    }
 }

@@ -95,7 +95,8 @@ impl Figure<'_> {
             .y_label_formatter(&|y| format_tick(*y))
             .bold_line_style(GRID_COLOUR)
             .light_line_style(TRANSPARENT)
-            .label_style((FAMILY, 14))
+            // Smaller method names when many share the axis (about 60 px each at 14).
+            .label_style((FAMILY, if methods.len() > 10 { 11 } else { 14 }))
             .axis_desc_style((FAMILY, 16))
             .draw()?;
         let k = p.series.len().max(1) as f64;

@@ -248,6 +248,27 @@ pub struct RncSpec {
     pub loss: RncConfig,
     /// Train the backbone in the second stage too (default: frozen, the paper's linear probe).
     pub fine_tune: bool,
+    /// Learning rate of the second stage on frozen features, before the run's step decay
+    /// (official linear probe: 0.05; a linear layer on fixed features needs far larger steps
+    /// than the network's 1e-3 to converge in a few epochs). Unused when fine-tuning.
+    #[serde(default = "default_probe_lr")]
+    pub probe_lr: f64,
+}
+
+fn default_probe_lr() -> f64 {
+    0.05
+}
+
+impl RncSpec {
+    /// `pretrain_epochs` of RnC (τ 2), then a linear probe on the frozen backbone at lr 0.05.
+    pub fn new(pretrain_epochs: usize) -> Self {
+        Self {
+            pretrain_epochs,
+            loss: RncConfig::default(),
+            fine_tune: false,
+            probe_lr: default_probe_lr(),
+        }
+    }
 }
 
 /// Everything that determines a run's numbers.
@@ -402,6 +423,12 @@ impl RunConfig {
             r.loss
                 .check()
                 .map_err(|e| RecipeError::config(format!("--rnc: {e}")))?;
+            if !(r.probe_lr.is_finite() && r.probe_lr > 0.0) {
+                return Err(RecipeError::config(format!(
+                    "--rnc-probe-lr {}: expected a finite number > 0",
+                    r.probe_lr
+                )));
+            }
             if r.pretrain_epochs == 0 || r.pretrain_epochs >= self.epochs {
                 return Err(RecipeError::config(format!(
                     "--rnc-epochs {}: expected 1 to {} (pre-training epochs out of --epochs {}, \

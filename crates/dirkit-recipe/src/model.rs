@@ -65,6 +65,8 @@ struct RncStage {
     loss: RncLoss,
     pretrain_epochs: usize,
     fine_tune: bool,
+    /// The second stage's learning rate on frozen features, relative to the run's.
+    probe_scale: f64,
     /// Adam over the backbone alone, for the first stage.
     opt: Adam,
 }
@@ -305,6 +307,7 @@ impl Model {
                 loss: RncLoss::new(r.loss)?,
                 pretrain_epochs: r.pretrain_epochs,
                 fine_tune: r.fine_tune,
+                probe_scale: r.probe_lr / config.lr,
                 opt: Adam::from_varmap(
                     &varmap,
                     |n| n.starts_with(BACKBONE) && !is_running_stat(n),
@@ -354,11 +357,14 @@ impl Model {
 
     /// Sets the learning rate of `epoch` from the step schedule and returns it.
     pub fn start_epoch(&mut self, epoch: usize) -> f64 {
-        let lr = self.schedule.lr(epoch);
-        self.opt.set_lr(lr);
+        let mut lr = self.schedule.lr(epoch);
         if let Some(r) = &mut self.rnc {
             r.opt.set_lr(lr);
+            if epoch >= r.pretrain_epochs && !r.fine_tune {
+                lr *= r.probe_scale;
+            }
         }
+        self.opt.set_lr(lr);
         self.step_in_epoch = 0;
         lr
     }

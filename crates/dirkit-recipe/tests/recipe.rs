@@ -121,6 +121,7 @@ fn resume_is_exact_for_rnc_conr_uvote_and_vir() {
         pretrain_epochs: 1,
         loss: RncConfig::default(),
         fine_tune: false,
+        probe_lr: 0.05,
     });
     let mut conr = tiny(2);
     conr.reweight = Some(LdsConfig::default());
@@ -395,6 +396,7 @@ fn settings_that_contradict_each_other_are_refused_before_training() {
                     pretrain_epochs: epochs,
                     loss: RncConfig::default(),
                     fine_tune: false,
+                    probe_lr: 0.05,
                 })
             },
             "--rnc-epochs",
@@ -409,9 +411,19 @@ fn settings_that_contradict_each_other_are_refused_before_training() {
                     normalize: false,
                 },
                 fine_tune: false,
+                probe_lr: 0.05,
             })
         },
         "temperature",
+    );
+    refused(
+        &|c| {
+            c.rnc = Some(RncSpec {
+                probe_lr: 0.0,
+                ..RncSpec::new(1)
+            })
+        },
+        "--rnc-probe-lr",
     );
     refused(
         &|c| {

@@ -7,13 +7,13 @@
 //! ranking is piecewise constant, so its gradient comes from the blackbox-solver rule of
 //! Vlastelica et al. (ICLR 2020), implemented as the custom op [`BlackboxRank`].
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{DType, Shape, Tensor};
 use dirkit_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use crate::NnError;
 use crate::error::invalid;
-use dirkit_compute::host_op::{HostOp1, host_cpu_fwd};
+use dirkit_compute::host_op::{Differentiable, HostGrad1, HostOp1, apply_host};
 use dirkit_compute::ops::matmul;
 
 /// Added to λ in the blackbox gradient's denominator, as in the official code.
@@ -229,7 +229,7 @@ pub fn cosine_similarity(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Normalised descending ranks `(rank + 1)/n` of the last dimension of `s`, with the blackbox
 /// gradient `-(r - rank(s + λ g))/(λ + 1e-8)` for an incoming gradient `g` (see [`BlackboxRank`]).
 pub fn blackbox_rank(s: &Tensor, lambda: f64, tie_rule: TieRule) -> candle_core::Result<Tensor> {
-    s.apply_op1(BlackboxRank::new(lambda, tie_rule)?)
+    s.apply_op1(Differentiable(BlackboxRank::new(lambda, tie_rule)?))
 }
 
 /// The label-rank matrix of RankSim, row-major `(n, n)`: row `i` holds the normalised descending
@@ -310,39 +310,11 @@ impl HostOp1 for BlackboxRank {
     }
 }
 
-impl CustomOp1 for BlackboxRank {
-    fn name(&self) -> &'static str {
-        HostOp1::name(self)
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_cpu_fwd(self, storage, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        storage: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        dirkit_compute::host_op::host_cuda_fwd(self, storage, layout)
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let perturbed = (arg.detach() + grad_res.detach().affine(self.lambda, 0.0)?)?;
-        let perturbed_ranks = perturbed.apply_op1_no_bwd(self)?;
-        let grad =
-            (perturbed_ranks - res.detach())?.affine(1.0 / (self.lambda + BLACKBOX_EPS), 0.0)?;
-        Ok(Some(grad))
+impl HostGrad1 for BlackboxRank {
+    fn grad(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        let perturbed = (arg + grad_res.affine(self.lambda, 0.0)?)?;
+        let perturbed_ranks = apply_host(self, &perturbed)?;
+        (perturbed_ranks - res)?.affine(1.0 / (self.lambda + BLACKBOX_EPS), 0.0)
     }
 }
 

@@ -11,8 +11,8 @@
 //! The loss and its gradient are computed on the host in f64 by the custom op [`RncOp`] in
 //! O(n²·D + n² log n) — no n³ mask — and the result returns to the features' device.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
-use dirkit_compute::host_op::{HostOp1, host_cpu_fwd};
+use candle_core::{DType, Shape, Tensor};
+use dirkit_compute::host_op::{Differentiable, HostGrad1, HostOp1, apply_host};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, invalid};
@@ -129,7 +129,7 @@ impl RncLoss {
             temperature: self.config.temperature,
             labels: label_values,
         };
-        z.apply_op1(op)
+        z.apply_op1(Differentiable(op))
     }
 }
 
@@ -297,35 +297,8 @@ impl HostOp1 for RncGrad<'_> {
     }
 }
 
-impl CustomOp1 for RncOp {
-    fn name(&self) -> &'static str {
-        HostOp1::name(self)
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_cpu_fwd(self, storage, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        storage: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        dirkit_compute::host_op::host_cuda_fwd(self, storage, layout)
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = dirkit_compute::host_op::apply_host(&RncGrad(self), &arg.detach())?;
-        Ok(Some(grad.broadcast_mul(&grad_res.detach())?))
+impl HostGrad1 for RncOp {
+    fn grad(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        apply_host(&RncGrad(self), arg)?.broadcast_mul(grad_res)
     }
 }

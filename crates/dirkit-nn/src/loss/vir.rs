@@ -25,9 +25,9 @@
 
 use std::collections::HashMap;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
+use candle_core::{DType, Module, Shape, Tensor};
 use candle_nn::VarBuilder;
-use dirkit_compute::host_op::{HostOp1, host_cpu_fwd};
+use dirkit_compute::host_op::{Differentiable, HostGrad1, HostOp1, apply_host};
 use dirkit_compute::nn::Linear;
 use dirkit_core::special::{digamma, ln_gamma};
 use serde::{Deserialize, Serialize};
@@ -137,42 +137,15 @@ impl HostOp1 for Digamma {
     }
 }
 
-impl CustomOp1 for LnGamma {
-    fn name(&self) -> &'static str {
-        HostOp1::name(self)
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_cpu_fwd(self, storage, layout)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        storage: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        dirkit_compute::host_op::host_cuda_fwd(self, storage, layout)
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let psi = dirkit_compute::host_op::apply_host(&Digamma, &arg.detach())?;
-        Ok(Some(psi.mul(&grad_res.detach())?))
+impl HostGrad1 for LnGamma {
+    fn grad(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        apply_host(&Digamma, arg)?.mul(grad_res)
     }
 }
 
 /// `ln Γ(x)` of a tensor (x > 0), differentiable (the gradient is the digamma function).
 pub fn ln_gamma_tensor(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.apply_op1(LnGamma)
+    x.apply_op1(Differentiable(LnGamma))
 }
 
 /// Normal-Inverse-Gamma parameters for a batch, each (B).
