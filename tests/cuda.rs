@@ -1,7 +1,9 @@
 //! The CUDA device against the CPU: every op dirkit's models call, a ResNet training step with
 //! dirkit's Adam, and the regression head with FDS and each loss give the same values and
 //! gradients on a GPU (candle's CUDA kernels, the tensor-op paths) as on the CPU (dirkit's
-//! fused kernels). Compiled only with the `cuda` feature and run on a machine with a GPU:
+//! fused kernels), as do the contrastive and uncertainty losses (RnC, ConR, UVOTE's Laplace NLL,
+//! VIR's NIG head and loss, whose host steps round-trip through the CPU). Compiled only with the
+//! `cuda` feature and run on a machine with a GPU:
 //!
 //! ```text
 //! cargo test --release --features cuda --test cuda
@@ -24,9 +26,13 @@ use dirkit_nn::head::{HeadLoss, RegressionHead, RegressionHeadConfig};
 use dirkit_nn::loss::balanced_mse::{
     BalancedMseConfig, BalancedMseVariant, BinPrior, GaussianMixture,
 };
+use dirkit_nn::loss::conr::{ConrConfig, ConrLoss};
 use dirkit_nn::loss::elementwise::{FocalConfig, RegressionLoss};
 use dirkit_nn::loss::ghm::GhmRConfig;
 use dirkit_nn::loss::ranksim::RankSimConfig;
+use dirkit_nn::loss::rnc::{RncConfig, RncLoss};
+use dirkit_nn::loss::uvote::laplace_nll;
+use dirkit_nn::loss::vir::{VirConfig, nig_from_raw, nig_loss};
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("this test needs a CUDA GPU")
@@ -439,5 +445,47 @@ fn regression_head_losses_fds_lds_and_ranksim_match_the_cpu() -> Result<()> {
         assert_close(&format!("{name}: predictions"), &p_cpu, &p_gpu, 1e-5)?;
         assert_close(&format!("{name}: feature gradient"), &dz_cpu, &dz_gpu, 1e-4)?;
     }
+    Ok(())
+}
+
+#[test]
+fn contrastive_and_uncertainty_losses_match_the_cpu() -> Result<()> {
+    let cpu = |v: Vec<f32>| {
+        let n = v.len();
+        Tensor::from_vec(v, n, &Device::Cpu)
+    };
+    let labels = cpu(vec![1.0, 3.0, 3.0, 7.0, 2.0, 9.0, 4.0, 4.5])?;
+    let preds = cpu(vec![2.0, 3.5, 2.2, 3.1, 2.9, 8.0, 3.0, 4.0])?;
+    let weights = cpu(vec![1.0, 0.5, 2.0, 1.5, 1.0, 3.0, 0.8, 1.2])?;
+    let on = |t: &Tensor, like: &Tensor| t.to_device(like.device());
+    let views = [
+        random(&[8, 6], 1, DType::F32)?,
+        random(&[8, 6], 2, DType::F32)?,
+    ];
+    same_on_both("rank-n-contrast", &views, 1e-5, &|t| {
+        RncLoss::new(RncConfig::default())?.loss_two_views(&t[0], &t[1], &on(&labels, &t[0])?)
+    })?;
+    same_on_both("conr", &views[..1], 1e-4, &|t| {
+        ConrLoss::new(ConrConfig::default())?.loss(
+            &t[0],
+            &on(&labels, &t[0])?,
+            &on(&preds, &t[0])?,
+            Some(&on(&weights, &t[0])?),
+        )
+    })?;
+    let mean_scale = [
+        random(&[8], 3, DType::F32)?.affine(5.0, 3.0)?,
+        random(&[8], 4, DType::F32)?,
+    ];
+    same_on_both("laplace nll", &mean_scale, 1e-5, &|t| {
+        let w = on(&weights, &t[0])?;
+        laplace_nll(&t[0], &t[1], &on(&labels, &t[0])?, Some(&w), -5.0, 5.0)
+    })?;
+    let raw = [random(&[8, 3], 5, DType::F32)?.affine(4.0, 0.0)?];
+    same_on_both("vir nig loss", &raw, 1e-5, &|t| {
+        let w = on(&weights, &t[0])?;
+        let p = nig_from_raw(&t[0], Some(&w), &VirConfig::default())?;
+        nig_loss(&on(&labels, &t[0])?, &p, 0.01, None)
+    })?;
     Ok(())
 }

@@ -429,6 +429,12 @@ impl RunConfig {
                     r.probe_lr
                 )));
             }
+            if self.epochs < 2 {
+                return Err(RecipeError::config(format!(
+                    "--rnc needs at least 2 epochs (pre-training, then the head); --epochs is {}",
+                    self.epochs
+                )));
+            }
             if r.pretrain_epochs == 0 || r.pretrain_epochs >= self.epochs {
                 return Err(RecipeError::config(format!(
                     "--rnc-epochs {}: expected 1 to {} (pre-training epochs out of --epochs {}, \

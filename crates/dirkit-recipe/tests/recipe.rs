@@ -69,6 +69,8 @@ fn training_steps_lower_the_loss_on_a_fixed_batch() {
         ("uvote".parse().unwrap(), None),
         (deterministic_vir, None),
         (LossSpec::L1, Some(ConrConfig::default())),
+        // ConR composes with Balanced MSE, as in the paper's tables.
+        (LossSpec::Bmc, Some(ConrConfig::default())),
     ] {
         let mut config = tiny(1);
         config.loss = loss.clone();
@@ -415,6 +417,13 @@ fn settings_that_contradict_each_other_are_refused_before_training() {
             })
         },
         "temperature",
+    );
+    refused(
+        &|c| {
+            c.epochs = 1;
+            c.rnc = Some(RncSpec::new(1));
+        },
+        "at least 2 epochs",
     );
     refused(
         &|c| {
