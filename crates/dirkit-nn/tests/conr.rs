@@ -6,41 +6,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use dirkit_nn::loss::conr::{ConrConfig, ConrLoss};
 use serde_json::Value;
 
+mod common;
+use common::{close, matrix, t1, t2, vector};
+
 fn reference() -> Value {
-    let path = format!(
-        "{}/../../tests/reference/contrastive/conr.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn vector(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn matrix(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(vector).collect()
-}
-
-fn tensor(m: &[Vec<f64>]) -> Tensor {
-    let (r, c) = (m.len(), m[0].len());
-    Tensor::from_vec(m.concat(), (r, c), &Device::Cpu).unwrap()
-}
-
-fn column(v: &[f64]) -> Tensor {
-    Tensor::from_vec(v.to_vec(), v.len(), &Device::Cpu).unwrap()
-}
-
-#[track_caller]
-fn close(got: f64, want: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= 1e-12 + 1e-9 * want.abs(),
-        "{what}: {got} vs {want}"
-    );
+    common::reference("contrastive/conr.json")
 }
 
 #[test]
@@ -59,13 +29,13 @@ fn value_and_gradient_match_the_official_formula() {
             ..ConrConfig::default()
         };
         let conr = ConrLoss::new(config).unwrap();
-        let x = Var::from_tensor(&tensor(&matrix(&case["features"]))).unwrap();
+        let x = Var::from_tensor(&t2(&matrix(&case["features"]))).unwrap();
         let loss = conr
             .loss(
                 &x,
-                &column(&vector(&case["labels"])),
-                &column(&vector(&case["predictions"])),
-                Some(&column(&vector(&case["weights"]))),
+                &t1(&vector(&case["labels"])),
+                &t1(&vector(&case["predictions"])),
+                Some(&t1(&vector(&case["weights"]))),
             )
             .unwrap();
         let want = case["loss"].as_f64().unwrap();
@@ -139,9 +109,7 @@ fn gradient_matches_finite_differences() {
     let conr = ConrLoss::new(c).unwrap();
     let var =
         Var::from_tensor(&Tensor::from_vec(x.clone(), (n, d), &Device::Cpu).unwrap()).unwrap();
-    let loss = conr
-        .loss(&var, &column(&y), &column(&p), Some(&column(&w)))
-        .unwrap();
+    let loss = conr.loss(&var, &t1(&y), &t1(&p), Some(&t1(&w))).unwrap();
     let value = loss.to_scalar::<f64>().unwrap();
     close(value, brute(&x, d, &y, &p, &w, &c), "value vs definition");
     assert!(value > 0.0);
@@ -180,8 +148,8 @@ fn predictions_and_weights_are_not_differentiated_and_bad_settings_refused() {
         .unwrap(),
     )
     .unwrap();
-    let y = column(&[1.0, 1.5, 4.0, 4.2]);
-    let p = Var::from_tensor(&column(&[1.0, 1.2, 1.4, 4.0])).unwrap();
+    let y = t1(&[1.0, 1.5, 4.0, 4.2]);
+    let p = Var::from_tensor(&t1(&[1.0, 1.2, 1.4, 4.0])).unwrap();
     let loss = conr.loss(&x, &y, &p, None).unwrap();
     assert!(loss.to_scalar::<f64>().unwrap() > 0.0);
     let grads = loss.backward().unwrap();
@@ -246,6 +214,6 @@ fn predictions_and_weights_are_not_differentiated_and_bad_settings_refused() {
         let e = ConrLoss::new(c).unwrap_err();
         assert!(e.to_string().contains(field), "{e}");
     }
-    let e = conr.loss(&x, &column(&[1.0, 2.0]), &p, None).unwrap_err();
+    let e = conr.loss(&x, &t1(&[1.0, 2.0]), &p, None).unwrap_err();
     assert!(e.to_string().contains("2 labels for 4 features"), "{e}");
 }

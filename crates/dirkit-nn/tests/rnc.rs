@@ -5,39 +5,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use dirkit_nn::loss::rnc::{RncConfig, RncLoss, rnc_loss_and_grad};
 use serde_json::Value;
 
+mod common;
+use common::{close, matrix, t2};
+
 fn reference() -> Value {
-    let path = format!(
-        "{}/../../tests/reference/contrastive/rnc.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
-fn tensor(m: &[Vec<f64>]) -> Tensor {
-    let (r, c) = (m.len(), m[0].len());
-    Tensor::from_vec(m.concat(), (r, c), &Device::Cpu).unwrap()
-}
-
-#[track_caller]
-fn close(got: f64, want: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= 1e-12 + 1e-9 * want.abs(),
-        "{what}: {got} vs {want}"
-    );
+    common::reference("contrastive/rnc.json")
 }
 
 #[test]
@@ -50,9 +22,9 @@ fn value_and_gradient_match_the_official_formula() {
             normalize: case["normalize"].as_bool().unwrap(),
         };
         let loss_fn = RncLoss::new(config).unwrap();
-        let v1 = Var::from_tensor(&tensor(&matrix(&case["view1"]))).unwrap();
-        let v2 = Var::from_tensor(&tensor(&matrix(&case["view2"]))).unwrap();
-        let labels = tensor(&matrix(&case["labels"]));
+        let v1 = Var::from_tensor(&t2(&matrix(&case["view1"]))).unwrap();
+        let v2 = Var::from_tensor(&t2(&matrix(&case["view2"]))).unwrap();
+        let labels = t2(&matrix(&case["labels"]));
         let loss = loss_fn.loss_two_views(&v1, &v2, &labels).unwrap();
         close(
             loss.to_scalar::<f64>().unwrap(),

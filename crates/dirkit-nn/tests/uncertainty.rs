@@ -11,57 +11,11 @@ use dirkit_nn::loss::vir::{
 };
 use serde_json::Value;
 
+mod common;
+use common::{close, close_all, flat, matrix, t1, t2, vector};
+
 fn reference() -> Value {
-    let path = format!(
-        "{}/../../tests/reference/uncertainty/uncertainty.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn vector(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn matrix(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(vector).collect()
-}
-
-fn t1(v: &[f64]) -> Tensor {
-    Tensor::from_vec(v.to_vec(), v.len(), &Device::Cpu).unwrap()
-}
-
-fn t2(m: &[Vec<f64>]) -> Tensor {
-    Tensor::from_vec(m.concat(), (m.len(), m[0].len()), &Device::Cpu).unwrap()
-}
-
-#[track_caller]
-fn close(got: f64, want: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= 1e-12 + 1e-9 * want.abs(),
-        "{what}: {got} vs {want}"
-    );
-}
-
-#[track_caller]
-fn close_all(got: &[f64], want: &[f64], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (g, w) in got.iter().zip(want) {
-        close(*g, *w, what);
-    }
-}
-
-fn flat(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+    common::reference("uncertainty/uncertainty.json")
 }
 
 #[test]
