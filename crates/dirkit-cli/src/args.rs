@@ -413,7 +413,7 @@ pub struct SplitArgs {
     /// 0_MariaCallas_35_f.jpg; sub-folders and other files are ignored.
     #[arg(value_name = "IMAGE_DIR")]
     pub image_dir: String,
-    /// The CSV to write (columns age,path,split; paths relative to IMAGE_DIR).
+    /// The CSV to write (columns age,path,split; paths relative to the CSV's own folder).
     #[arg(long, value_name = "FILE.csv")]
     pub out: String,
     /// At most this many val and this many test images per age [default: from --preset].

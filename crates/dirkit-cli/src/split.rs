@@ -1,7 +1,7 @@
 //! `dirkit split`: the `age,path,split` index of a folder of AgeDB-style face images.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dirkit_data::DataError;
 use dirkit_data::split::{
@@ -54,7 +54,13 @@ pub fn run(a: &SplitArgs, out: &mut dyn Write) -> Result<()> {
         });
     }
     let cap = cap(a);
-    let rows = plan_split(&files, cap, a.seed);
+    // Paths relative to the index's own folder, so that the index finds its images wherever it
+    // is kept (the example resolves them against the index's folder by default).
+    let prefix = image_prefix(Path::new(&a.image_dir), target);
+    let rows: Vec<_> = plan_split(&files, cap, a.seed)
+        .into_iter()
+        .map(|(p, age, split)| (prefix.join(p), age, split))
+        .collect();
     write_index(target, &rows, a.force).map_err(data)?;
 
     let [train, val, test] = split_counts(&rows);
@@ -83,6 +89,34 @@ pub fn run(a: &SplitArgs, out: &mut dyn Write) -> Result<()> {
             path: "<stdout>".into(),
             source,
         })
+}
+
+/// The image folder as seen from the folder of `index`: a relative path (empty when the index
+/// is in the image folder) when both resolve on one root, else the image folder's absolute path.
+fn image_prefix(image_dir: &Path, index: &Path) -> PathBuf {
+    let Ok(images) = std::fs::canonicalize(image_dir) else {
+        return image_dir.to_path_buf();
+    };
+    let parent = index
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(base) = std::fs::canonicalize(parent) else {
+        return images;
+    };
+    let (from, to): (Vec<_>, Vec<_>) = (base.components().collect(), images.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return images;
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to[common..] {
+        rel.push(c);
+    }
+    rel
 }
 
 /// A dirkit-data error as the CLI prints it (its message already names the file).

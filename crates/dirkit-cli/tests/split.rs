@@ -126,13 +126,15 @@ fn counts_per_age_follow_min_of_a_third_and_the_cap() {
         (61, (3, 2, 2)),
     ]);
     assert_eq!(per_age(&r), expected);
-    // Paths are file names relative to the folder, each image once, each with its own age.
+    // Paths are relative to the index's folder (here `faces/NAME`), each image once, each with
+    // its own age.
     let mut paths: Vec<&str> = r.iter().map(|x| x.1.as_str()).collect();
     paths.sort_unstable();
     paths.dedup();
     assert_eq!(paths.len(), 122);
     assert!(r.iter().all(|(age, p, _)| p.contains(&format!("_{age}_"))));
-    assert!(r.iter().all(|(_, p, _)| dir.join(p).is_file()));
+    assert!(r.iter().all(|(_, p, _)| p.starts_with("faces/")));
+    assert!(r.iter().all(|(_, p, _)| tmp.path().join(p).is_file()));
     assert_eq!(snapshot(&dir), before, "the image folder is untouched");
 }
 
@@ -280,4 +282,31 @@ fn missing_or_empty_folders_are_one_line_errors() {
         &["has no .jpg, .jpeg or .png files"],
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn paths_resolve_from_the_index_folder_wherever_the_index_is() {
+    let (tmp, dir) = faces(&[(20, 4), (30, 5)]);
+    // Inside the image folder: bare file names; beside it and in a sibling folder: relative
+    // paths through the index's own folder.
+    let sibling = tmp.path().join("indexes");
+    std::fs::create_dir(&sibling).unwrap();
+    for (out, prefix) in [
+        (dir.join("index.csv"), ""),
+        (tmp.path().join("index.csv"), "faces/"),
+        (sibling.join("index.csv"), "../faces/"),
+    ] {
+        dirkit()
+            .args(["split", s(&dir), "--out", s(&out)])
+            .assert()
+            .success();
+        let r = rows(&out);
+        assert_eq!(r.len(), 9);
+        let base = out.parent().unwrap();
+        for (_, p, _) in &r {
+            assert!(p.starts_with(prefix), "{p} from {}", out.display());
+            assert!(!prefix.is_empty() || !p.contains('/'), "{p}");
+            assert!(base.join(p).is_file(), "{p} from {}", out.display());
+        }
+    }
 }
