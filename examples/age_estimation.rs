@@ -808,7 +808,7 @@ fn compare(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError>
     };
     println!("\n{table}");
     let path = root.join("results.md");
-    std::fs::write(&path, &table).map_err(|e| RecipeError::io(&path, e))?;
+    dirkit::recipe::report::write_file(&path, table.as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -767,7 +767,7 @@ fn report(
     print!("\n{md}");
     let write = |name: &str, text: &str| {
         let p = args.out.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
+        dirkit::recipe::report::write_file(&p, text.as_bytes()).map_err(|e| e.to_string())
     };
     write("results.md", &md)?;
     write("results.csv", &csv)?;

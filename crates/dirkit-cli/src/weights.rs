@@ -157,20 +157,27 @@ fn write_per_sample(
         path: path.to_string(),
         source,
     };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    if labels.has_header {
-        w.write_all(b"weight\n").map_err(io)?;
-    }
-    for (i, &y) in labels.values.iter().enumerate() {
-        match (density.sample_weight(y, i)?, numerics) {
-            (Some(x), Numerics::Reference) => writeln!(w, "{}", x as f32),
-            (Some(x), Numerics::F64) => writeln!(w, "{x}"),
-            (None, _) => writeln!(w),
+    // Weights first (a bad label fails before any file is touched), then one atomic write.
+    let weights: Vec<Option<f64>> = labels
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| density.sample_weight(y, i))
+        .collect::<std::result::Result<_, _>>()?;
+    dirkit_data::atomic::write_atomic(std::path::Path::new(path), |w| {
+        if labels.has_header {
+            w.write_all(b"weight\n")?;
         }
-        .map_err(io)?;
-    }
-    w.flush().map_err(io)
+        for x in &weights {
+            match (x, numerics) {
+                (Some(x), Numerics::Reference) => writeln!(w, "{}", *x as f32),
+                (Some(x), Numerics::F64) => writeln!(w, "{x}"),
+                (None, _) => writeln!(w),
+            }?;
+        }
+        Ok(())
+    })
+    .map_err(io)
 }
 
 struct Report<'a> {

@@ -130,10 +130,10 @@ impl EvalReport {
         s
     }
 
-    /// Writes the report as pretty JSON to `path`.
+    /// Writes the report as pretty JSON to `path` (atomically: the old file or the new one).
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(|e| RecipeError::io(path, e))?;
-        std::fs::write(path, json + "\n").map_err(|e| RecipeError::io(path, e))
+        write_file(path, (json + "\n").as_bytes())
     }
 
     /// Writes the error-by-label figure (`.png` or `.svg` by extension).
@@ -208,7 +208,14 @@ pub fn write_predictions_with_sigma(
         }
         s.push('\n');
     }
-    std::fs::write(path, s).map_err(|e| RecipeError::io(path, e))
+    write_file(path, s.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder renamed into place, so
+/// that a crash or a full disk never leaves a torn file or loses the previous one.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    dirkit_data::atomic::write_atomic(path, |w| w.write_all(bytes))
+        .map_err(|e| RecipeError::io(path, e))
 }
 
 #[cfg(test)]

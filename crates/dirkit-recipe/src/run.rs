@@ -458,7 +458,7 @@ impl Trainer {
         let path = self.options.out.join("run.json");
         let json =
             serde_json::to_string_pretty(&self.state).map_err(|e| RecipeError::io(&path, e))?;
-        std::fs::write(&path, json + "\n").map_err(|e| RecipeError::io(&path, e))
+        crate::report::write_file(&path, (json + "\n").as_bytes())
     }
 }
 
