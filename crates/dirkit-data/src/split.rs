@@ -21,8 +21,6 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dirkit_core::SplitMix64;
@@ -245,28 +243,19 @@ pub fn write_index(out: &Path, rows: &[(PathBuf, f64, Split)], overwrite: bool) 
             "refusing to write the index to an image file name: expected a .csv path".into(),
         ));
     }
-    let file: File = if overwrite {
-        File::create(out)
-    } else {
-        OpenOptions::new().write(true).create_new(true).open(out)
+    if !overwrite && out.exists() {
+        return Err(err("already exists (refusing to overwrite it)".into()));
     }
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            err("already exists (refusing to overwrite it)".into())
-        } else {
-            err(e.to_string())
+    crate::atomic::write_atomic(out, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(["age", "path", "split"])?;
+        for (path, age, split) in rows {
+            let path = path.to_string_lossy();
+            csv.write_record([age.to_string().as_str(), &path, split.as_str()])?;
         }
-    })?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    let csv_err = |e: csv::Error| err(e.to_string());
-    w.write_record(["age", "path", "split"]).map_err(csv_err)?;
-    for (path, age, split) in rows {
-        let path = path.to_string_lossy();
-        w.write_record([age.to_string().as_str(), &path, split.as_str()])
-            .map_err(csv_err)?;
-    }
-    let mut inner = w.into_inner().map_err(|e| err(e.to_string()))?;
-    inner.flush().map_err(|e| err(e.to_string()))
+        csv.flush()
+    })
+    .map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
