@@ -214,6 +214,10 @@ fn predictions_and_weights_are_not_differentiated_and_bad_settings_refused() {
         let e = ConrLoss::new(c).unwrap_err();
         assert!(e.to_string().contains(field), "{e}");
     }
+    let e = conr
+        .loss(&x, &t1(&[1.0, f64::NAN, 4.0, 4.2]), &p, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("NaN at row 1"), "{e}");
     let e = conr.loss(&x, &t1(&[1.0, 2.0]), &p, None).unwrap_err();
     assert!(e.to_string().contains("2 labels for 4 features"), "{e}");
 }

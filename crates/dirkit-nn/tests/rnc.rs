@@ -133,8 +133,31 @@ fn degenerate_batches_are_finite_and_bad_settings_refused() {
     let yv = Tensor::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
     let e = loss.loss_two_views(&v, &v, &yv).unwrap_err();
     assert!(e.to_string().contains("identical"), "{e}");
+    // A NaN label is refused (it has no rank), not ranked.
+    let e = loss
+        .loss(&v, &Tensor::new(&[1.0f64, f64::NAN], &Device::Cpu).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("NaN at row 1"), "{e}");
     let e = loss
         .loss(&x, &Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap())
         .unwrap_err();
     assert!(e.to_string().contains("2 labels for 3 features"), "{e}");
+}
+
+#[test]
+fn a_second_backward_recomputes_the_same_gradient() {
+    // The first backward takes the gradient the forward pass computed; a second one on the same
+    // graph computes it again from the features.
+    let mut g = dirkit_core::SplitMix64::new(3);
+    let x: Vec<f64> = (0..12).map(|_| g.normal()).collect();
+    let v = Var::from_tensor(&Tensor::from_vec(x, (4, 3), &Device::Cpu).unwrap()).unwrap();
+    let y = Tensor::new(&[1.0f64, 2.0, 2.0, 5.0], &Device::Cpu).unwrap();
+    let l = RncLoss::new(RncConfig::default())
+        .unwrap()
+        .loss(&v, &y)
+        .unwrap();
+    let first: Vec<Vec<f64>> = l.backward().unwrap().get(&v).unwrap().to_vec2().unwrap();
+    let second: Vec<Vec<f64>> = l.backward().unwrap().get(&v).unwrap().to_vec2().unwrap();
+    assert_eq!(first, second);
+    assert!(first.iter().flatten().any(|g| *g != 0.0));
 }

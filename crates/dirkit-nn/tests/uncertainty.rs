@@ -312,6 +312,9 @@ fn heads_train_predict_with_uncertainty_and_refuse_bad_settings() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("heads"), "{e}");
+    let three = Tensor::new(&[1.0f32, 1.0, 1.0], &Device::Cpu).unwrap();
+    let e = laplace_nll(&y, &y, &y, Some(&three), -5.0, 5.0).unwrap_err();
+    assert!(e.to_string().contains("weights have 3 values"), "{e}");
     let e = uvote_weights(&[0.1, 0.0], &[0.0, 1.0]).unwrap_err();
     assert!(e.to_string().contains("sample 1"), "{e}");
     for (field, c) in [

@@ -19,7 +19,7 @@ use dirkit_nn::loss::balanced_mse::{
 use dirkit_nn::loss::conr::ConrLoss;
 use dirkit_nn::loss::ghm::GhmRConfig;
 use dirkit_nn::loss::rnc::RncLoss;
-use dirkit_nn::loss::uvote::{UvoteHead, uvote_weights};
+use dirkit_nn::loss::uvote::{UvoteHead, uvote_norms};
 use dirkit_nn::loss::vir::{VirConfig, VirHead, VirPrediction};
 
 use crate::config::{LossSpec, RunConfig};
@@ -175,14 +175,7 @@ impl Model {
                 &uvote_density_config(),
             )?;
             let p = per_sample(&density, train_ages)?;
-            // Checks every density is finite and > 0; the normalisers are each head's mean
-            // p^(−r) over the training labels.
-            uvote_weights(&p, &uv.exponents())?;
-            let norms = uv
-                .exponents()
-                .iter()
-                .map(|r| p.iter().map(|pi| pi.powf(-r)).sum::<f64>() / p.len().max(1) as f64)
-                .collect();
+            let norms = uvote_norms(&p, &uv.exponents())?;
             Head::Uvote {
                 head: UvoteHead::new(*uv, dim, vb.pp(HEAD))?,
                 density,

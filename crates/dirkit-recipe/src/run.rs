@@ -25,7 +25,7 @@ pub const BEST: &str = "best.safetensors";
 /// Seed salt of FDS's statistics pass (its own shuffle and augmentation streams).
 const FDS_PASS_SALT: u64 = 0xFD5_0000_0000_0001;
 /// Seed salt of the second augmented view of Rank-N-Contrast's pre-training.
-const SECOND_VIEW_SALT: u64 = 0x2A1E_0000_0000_0002;
+pub(crate) const SECOND_VIEW_SALT: u64 = 0x2A1E_0000_0000_0002;
 
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

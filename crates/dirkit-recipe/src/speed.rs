@@ -93,10 +93,11 @@ pub fn measure(
             .train
             .load(idx, &data.transform, Some((config.seed, epoch)))?;
         let view2 = if pretraining {
-            Some(
-                data.train
-                    .load(idx, &data.transform, Some((config.seed ^ 1, epoch)))?,
-            )
+            Some(data.train.load(
+                idx,
+                &data.transform,
+                Some((config.seed ^ crate::run::SECOND_VIEW_SALT, epoch)),
+            )?)
         } else {
             None
         };

@@ -113,6 +113,9 @@ impl ConrLoss {
             Ok(v)
         };
         let y = host(labels, "labels")?;
+        if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return invalid("label", format!("{v} at row {i}"), "finite labels");
+        }
         let p = host(&predictions.detach(), "predictions")?;
         let w = match weights {
             Some(t) => host(&t.detach(), "weights")?,

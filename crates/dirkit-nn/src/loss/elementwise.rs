@@ -68,7 +68,7 @@ fn batch_weights(weights: Option<&Tensor>, b: usize, dtype: DType) -> Result<Opt
 }
 
 /// `mean_i w_i · terms_i` (weights optional), the reduction shared by every loss of this file.
-fn weighted_mean(terms: Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn weighted_mean(terms: Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
     let b = terms.dim(0)?;
     match batch_weights(weights, b, terms.dtype())? {
         Some(w) => (terms * w)?.mean_all(),

@@ -9,7 +9,10 @@
 //! encoder's features as they are; [`RncConfig::normalize`] L2-normalises them first.
 //!
 //! The loss and its gradient are computed on the host in f64 by the custom op [`RncOp`] in
-//! O(n²·D + n² log n) — no n³ mask — and the result returns to the features' device.
+//! O(n²·D + n² log n) — no n³ mask — once per step (the backward pass takes the gradient the
+//! forward pass computed), and the result returns to the features' device.
+
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Shape, Tensor};
 use dirkit_compute::host_op::{Differentiable, HostGrad1, HostOp1, apply_host};
@@ -115,6 +118,12 @@ impl RncLoss {
         })?;
         let labels = labels_matrix(labels, n)?;
         let label_values: Vec<Vec<f64>> = labels.to_dtype(DType::F64)?.to_vec2()?;
+        // A NaN label has no rank among the others: refuse it rather than rank garbage.
+        for (i, row) in label_values.iter().enumerate() {
+            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                return invalid("label", format!("{v} at row {i}"), "finite labels");
+            }
+        }
         let z = if self.config.normalize {
             let norm = features
                 .sqr()?
@@ -128,6 +137,7 @@ impl RncLoss {
         let op = RncOp {
             temperature: self.config.temperature,
             labels: label_values,
+            grad: Arc::default(),
         };
         z.apply_op1(Differentiable(op))
     }
@@ -158,6 +168,8 @@ fn labels_matrix(labels: &Tensor, n: usize) -> candle_core::Result<Tensor> {
 pub struct RncOp {
     temperature: f64,
     labels: Vec<Vec<f64>>,
+    /// The gradient the forward pass computed with the loss, taken by the backward pass.
+    grad: Arc<Mutex<Option<Vec<f64>>>>,
 }
 
 /// Loss and feature gradient of Rank-N-Contrast on the host (features row-major n×D).
@@ -277,7 +289,10 @@ impl HostOp1 for RncOp {
 
     fn compute(&self, input: &[f64], shape: &Shape) -> candle_core::Result<(Vec<f64>, Shape)> {
         let (_, d) = shape.dims2()?;
-        let (loss, _) = rnc_loss_and_grad(input, d, &self.labels, self.temperature);
+        let (loss, grad) = rnc_loss_and_grad(input, d, &self.labels, self.temperature);
+        if let Ok(mut slot) = self.grad.lock() {
+            *slot = Some(grad);
+        }
         Ok((vec![loss], Shape::from(())))
     }
 }
@@ -299,6 +314,12 @@ impl HostOp1 for RncGrad<'_> {
 
 impl HostGrad1 for RncOp {
     fn grad(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
-        apply_host(&RncGrad(self), arg)?.broadcast_mul(grad_res)
+        // The forward pass's gradient when it is there (the usual loss → backward), else again.
+        let cached = self.grad.lock().ok().and_then(|mut slot| slot.take());
+        let grad = match cached {
+            Some(g) => Tensor::from_vec(g, arg.shape(), arg.device())?.to_dtype(arg.dtype())?,
+            None => apply_host(&RncGrad(self), arg)?,
+        };
+        grad.broadcast_mul(grad_res)
     }
 }

@@ -22,7 +22,7 @@ use dirkit_compute::nn::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, bad, invalid};
-use crate::loss::elementwise::{abs, pred_target};
+use crate::loss::elementwise::{abs, pred_target, weighted_mean};
 
 /// Settings of [`UvoteHead`]. Defaults: 2 heads (the official AgeDB-DIR setting), log scale in
 /// [−5, 5], the progressive schedule.
@@ -88,9 +88,10 @@ impl UvoteConfig {
     }
 }
 
-/// Per-sample weights of each head: `w_m(i) = p_i^(−r_m)` normalised to mean 1 over the given
-/// samples, from each sample's label density `p_i > 0` (any scale). Returns M rows of n weights.
-pub fn uvote_weights(density: &[f64], exponents: &[f64]) -> candle_core::Result<Vec<Vec<f64>>> {
+/// Each head's normaliser `mean_i p_i^(−r_m)` over the given samples' label densities `p_i > 0`
+/// (any scale): head m's weight of a sample is `p^(−r_m)` divided by it, so that the weights
+/// average 1 over these samples (the training set).
+pub fn uvote_norms(density: &[f64], exponents: &[f64]) -> candle_core::Result<Vec<f64>> {
     if let Some((i, p)) = density
         .iter()
         .enumerate()
@@ -103,13 +104,22 @@ pub fn uvote_weights(density: &[f64], exponents: &[f64]) -> candle_core::Result<
         )
         .into());
     }
+    let n = density.len().max(1) as f64;
     Ok(exponents
         .iter()
-        .map(|&r| {
-            let w: Vec<f64> = density.iter().map(|p| p.powf(-r)).collect();
-            let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
-            w.into_iter().map(|v| v / mean).collect()
-        })
+        .map(|&r| density.iter().map(|p| p.powf(-r)).sum::<f64>() / n)
+        .collect())
+}
+
+/// Per-sample weights of each head: `w_m(i) = p_i^(−r_m)` normalised to mean 1 over the given
+/// samples ([`uvote_norms`]), from each sample's label density `p_i > 0` (any scale). Returns M
+/// rows of n weights.
+pub fn uvote_weights(density: &[f64], exponents: &[f64]) -> candle_core::Result<Vec<Vec<f64>>> {
+    let norms = uvote_norms(density, exponents)?;
+    Ok(exponents
+        .iter()
+        .zip(norms)
+        .map(|(&r, norm)| density.iter().map(|p| p.powf(-r) / norm).collect())
         .collect())
 }
 
@@ -139,14 +149,7 @@ pub fn laplace_nll(
     lo: f64,
     hi: f64,
 ) -> candle_core::Result<Tensor> {
-    let terms = laplace_nll_terms(mean, log_scale, target, lo, hi)?;
-    match weights {
-        Some(w) => {
-            let (terms, w) = pred_target(&terms, w)?;
-            (terms * w)?.mean_all()
-        }
-        None => terms.mean_all(),
-    }
+    weighted_mean(laplace_nll_terms(mean, log_scale, target, lo, hi)?, weights)
 }
 
 /// The M heads' outputs for a batch: means and clamped log scales, each (B, M).

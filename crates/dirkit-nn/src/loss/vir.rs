@@ -33,7 +33,7 @@ use dirkit_core::special::{digamma, ln_gamma};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, invalid};
-use crate::loss::elementwise::{abs, as_batch, pred_target};
+use crate::loss::elementwise::{abs, as_batch, pred_target, weighted_mean};
 use crate::loss::prm::{Prm, PrmConfig};
 
 /// Settings of [`VirHead`]; defaults are the official AgeDB-DIR ones.
@@ -209,13 +209,7 @@ pub fn nig_loss(
     weights: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
     let terms = (nig_nll_terms(target, p)? + (nig_reg_terms(target, p)? * reg)?)?;
-    match weights {
-        Some(w) => {
-            let (terms, w) = pred_target(&terms, w)?;
-            (terms * w)?.mean_all()
-        }
-        None => terms.mean_all(),
-    }
+    weighted_mean(terms, weights)
 }
 
 /// The conjugate-prior transform of the head's raw outputs (B, 3) = (x̄, n, ω) into NIG
