@@ -466,6 +466,34 @@ fn uncertainty_heads_report_sigma_nll_and_coverage() {
         let ages = t.data().test.ages();
         let want = dirkit_core::UncertaintyReport::compute(&pred, &sigma, &ages, dist, 20).unwrap();
         assert_eq!(u, &want);
+        // The NLL and the 90% coverage written out from the closed forms of each distribution.
+        let n = pred.len() as f64;
+        let (mut nll, mut inside) = (0.0, 0usize);
+        for ((p, s), y) in pred.iter().zip(&sigma).zip(&ages) {
+            let e = (y - p).abs();
+            let (term, half) = match dist {
+                dirkit_core::PredictiveDist::Gaussian => (
+                    0.5 * (2.0 * std::f64::consts::PI * s * s).ln() + e * e / (2.0 * s * s),
+                    1.644_853_626_951_472_2 * s,
+                ),
+                dirkit_core::PredictiveDist::Laplace => {
+                    let b = s / std::f64::consts::SQRT_2;
+                    ((2.0 * b).ln() + e / b, b * 10f64.ln())
+                }
+            };
+            nll += term / n;
+            inside += usize::from(e <= half);
+        }
+        assert!(
+            (u.nll - nll).abs() < 1e-9 * nll.abs().max(1.0),
+            "{} vs {nll}",
+            u.nll
+        );
+        assert!(
+            (u.coverage_90 - inside as f64 / n).abs() <= 1.0 / n,
+            "{}",
+            u.coverage_90
+        );
         assert!(report.table().contains("coverage of the 50% interval"));
         let csv = out.join("predictions.csv");
         dirkit_recipe::report::write_predictions_with_sigma(&csv, &ages, &pred, Some(&sigma), None)
