@@ -56,9 +56,13 @@ struct Cli {
     /// Folder the CSV's paths are relative to (default: the CSV's folder).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Train on the rows that load when the index has bad rows (default: stop and list them).
+    /// Train on the rows that load when the index has bad rows (default: stop and show the
+    /// first few).
     #[arg(long)]
     skip_bad: bool,
+    /// When the index has bad rows, list every one (default: the first five and a count).
+    #[arg(long)]
+    list_bad: bool,
     /// Seed of the built-in synthetic faces.
     #[arg(long, default_value_t = 0)]
     data_seed: u64,
@@ -310,8 +314,10 @@ fn run_config(cli: &Cli) -> Result<RunConfig, RecipeError> {
         Some(csv) => {
             let root = match &cli.data_dir {
                 Some(d) => d.clone(),
+                // `index.csv` has the empty parent "": its folder is the current one.
                 None => csv
                     .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
                     .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
             };
             RunConfig::reference(csv.clone(), root)
@@ -1044,8 +1050,15 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("age_estimation: error: {e}");
-            ExitCode::FAILURE
+            let list_all = std::env::args().any(|a| a == "--list-bad");
+            match &e {
+                RecipeError::Data(d) if list_all => {
+                    eprintln!("age_estimation: error: {}", d.full_list())
+                }
+                e => eprintln!("age_estimation: error: {e}"),
+            }
+            // As the dirkit binary: 2 for any refused input or failed run.
+            ExitCode::from(2)
         }
     }
 }

@@ -432,4 +432,7 @@ pub struct SplitArgs {
     /// with the list.
     #[arg(long)]
     pub skip_bad: bool,
+    /// When names do not parse, list every one (default: the first five and a count).
+    #[arg(long)]
+    pub list_bad: bool,
 }

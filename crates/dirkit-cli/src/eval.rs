@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::args::{DistArg, EvalArgs, Format};
 use crate::error::{CliError, Result};
 use crate::input::{ColumnSpec, Kind, Table};
-use crate::labels::Labels;
+use crate::labels::{Labels, locate};
 use crate::table::{Grid, human};
 
 const TARGET_NAMES: [&str; 4] = ["target", "label", "y", "y_true"];
@@ -34,15 +34,19 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
         let flag = format!("--{what}-column");
         match spec {
             Some(c) => table.resolve(&ColumnSpec::parse(c), &flag),
-            None => table.find_any(names).ok_or_else(|| CliError::Input {
-                path: table.name.clone(),
-                message: format!(
-                    "no {} column (looked for {}; the input has {}); name it with {flag}",
-                    if what == "pred" { "prediction" } else { what },
-                    names.join(", "),
-                    table.describe_columns()
-                ),
-            }),
+            None => match table.find_any(names) {
+                // Through `resolve`, so a duplicated default name is refused too.
+                Some(i) => table.resolve(&ColumnSpec::Name(table.column_name(i)), &flag),
+                None => Err(CliError::Input {
+                    path: table.name.clone(),
+                    message: format!(
+                        "no {} column (looked for {}; the input has {}); name it with {flag}",
+                        if what == "pred" { "prediction" } else { what },
+                        names.join(", "),
+                        table.describe_columns()
+                    ),
+                }),
+            },
         }
     };
     let t_idx = pick(&table, &a.target_column, "target", &TARGET_NAMES)?;
@@ -91,9 +95,11 @@ pub fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<()> {
     })?;
     let (counts, _) = train.bin_counts(&binning, policy)?;
     let mut report =
-        RegressionReport::compute(preds, targets, &binning, &counts, thresholds, policy)?;
+        RegressionReport::compute(preds, targets, &binning, &counts, thresholds, policy)
+            .map_err(|e| locate(&table.name, &table.column_name(t_idx), &table.lines, e))?;
     let mut sera_source = None;
     if a.sera {
+        train.check_expandable("--sera (φ's box plot)")?;
         let train_values: Vec<f64> = match &train.counts {
             None => train.values.clone(),
             Some(c) => train

@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
+use dirkit_core::lines::LineIndex;
+
 use crate::error::{CliError, Result};
 
 /// A column chosen by the user: a header name, or a 0-based index.
@@ -34,6 +36,10 @@ pub struct Table {
     pub header: Option<Vec<String>>,
     /// Number of fields per row.
     pub n_fields: usize,
+    /// 1-based file line of each row [`Table::read_numbers`] returned, in order (for messages
+    /// about a value found later, e.g. a label outside `--range`).
+    pub lines: Vec<u64>,
+    newlines: LineIndex,
     reader: csv::Reader<Box<dyn Read>>,
 }
 
@@ -89,7 +95,8 @@ impl Table {
             .map(|f| f.trim().trim_matches('"').to_string())
             .collect();
         let is_header = fields.iter().any(|f| f.parse::<f64>().is_err());
-        let stream: Box<dyn Read> = Box::new(Cursor::new(first).chain(buffered));
+        let newlines = LineIndex::new();
+        let stream: Box<dyn Read> = Box::new(newlines.wrap(Cursor::new(first).chain(buffered)));
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(is_header)
@@ -107,16 +114,43 @@ impl Table {
                 });
             }
         };
+        if parsed.iter().any(|f| f.contains(['\n', '\r'])) {
+            return Err(CliError::Input {
+                path: format!("{name}:1"),
+                message: "a quote opened on the first line is never closed (the field runs \
+                          over the following lines)"
+                    .into(),
+            });
+        }
         Ok(Table {
             name,
             n_fields: parsed.len(),
             header: is_header.then_some(parsed),
+            lines: Vec::new(),
+            newlines,
             reader,
         })
     }
 
     /// Resolves a column spec to its index, with an error that lists the columns there are.
     pub fn resolve(&self, spec: &ColumnSpec, flag: &str) -> Result<usize> {
+        if let (Some(h), ColumnSpec::Name(s)) = (&self.header, spec) {
+            let at: Vec<usize> = (0..h.len()).filter(|&i| h[i] == *s).collect();
+            if at.len() > 1 {
+                return Err(CliError::Input {
+                    path: self.name.clone(),
+                    message: format!(
+                        "{flag} '{s}': the header names {} columns '{s}' (0-based {}); rename \
+                         them or choose one by its index",
+                        at.len(),
+                        at.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                });
+            }
+        }
         if let Some(h) = &self.header {
             let by_name = |s: &str| h.iter().position(|c| c == s);
             match spec {
@@ -155,7 +189,10 @@ impl Table {
                 "{} column{}: {}",
                 h.len(),
                 if h.len() == 1 { "" } else { "s" },
-                h.join(", ")
+                h.iter()
+                    .map(|c| c.escape_debug().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             None => format!(
                 "{} column{} and no header: use a 0-based index",
@@ -174,24 +211,47 @@ impl Table {
     }
 
     /// Reads the given columns of every row as finite numbers; `counts` marks columns that must
-    /// hold non-negative whole numbers. Returns one vector per requested column, in row order.
-    /// Blank lines are skipped.
+    /// hold non-negative whole numbers. Returns one vector per requested column, in row order,
+    /// and records each row's line in [`Table::lines`].
+    ///
+    /// Blank lines at the end are ignored; in a one-column file a blank line between numbers is
+    /// an error (it is a missing value, and skipping it would shift every later row).
     pub fn read_numbers(&mut self, columns: &[(usize, Kind)]) -> Result<Vec<Vec<f64>>> {
         let mut out: Vec<Vec<f64>> = columns.iter().map(|_| Vec::new()).collect();
         let mut rows = 0usize;
         let mut record = csv::ByteRecord::new();
+        let mut previous: Option<u64> = None;
+        self.lines.clear();
         loop {
             match self.reader.read_byte_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => return Err(self.csv_error(e)),
             }
-            let line = record.position().map_or(0, |p| p.line());
+            // The csv crate's own line count leaves out blank lines.
+            let line = record
+                .position()
+                .map_or(0, |p| self.newlines.record_line(p.byte()));
+            if self.n_fields == 1
+                && let Some(prev) = previous
+                && line > prev + 1
+            {
+                return Err(CliError::Value {
+                    path: self.name.clone(),
+                    line: prev + 1,
+                    column: self.column_name(0),
+                    message: "blank line between values: a missing value? (a one-column file \
+                              needs one number per line; blank lines may only end the file)"
+                        .into(),
+                });
+            }
+            previous = Some(line);
             for (k, &(col, kind)) in columns.iter().enumerate() {
                 let text = record.get(col).unwrap_or_default();
                 let v = self.number(text, line, col, kind)?;
                 out[k].push(v);
             }
+            self.lines.push(line);
             rows += 1;
         }
         if rows == 0 {
@@ -210,8 +270,10 @@ impl Table {
             column: self.column_name(col),
             message,
         };
-        let s = std::str::from_utf8(text).map_err(|_| err("is not valid UTF-8".into()))?;
-        let v: f64 = s.parse().map_err(|_| {
+        let raw = std::str::from_utf8(text).map_err(|_| err("is not valid UTF-8".into()))?;
+        // Quoted in messages with control characters escaped, so a message stays one line.
+        let s = raw.escape_debug().to_string();
+        let v: f64 = raw.parse().map_err(|_| {
             if s.is_empty() {
                 err(format!("empty field, expected {}", kind.expected()))
             } else {
@@ -233,6 +295,12 @@ impl Table {
                 kind.expected()
             )));
         }
+        if kind == Kind::Count && v > MAX_COUNT {
+            return Err(err(format!(
+                "'{s}' is too large a count, expected {}",
+                kind.expected()
+            )));
+        }
         if kind == Kind::Positive && v <= 0.0 {
             return Err(err(format!(
                 "'{s}' is not positive, expected {}",
@@ -243,7 +311,9 @@ impl Table {
     }
 
     fn csv_error(&self, e: csv::Error) -> CliError {
-        let line = e.position().map_or(0, |p| p.line());
+        let line = e
+            .position()
+            .map_or(0, |p| self.newlines.record_line(p.byte()));
         let message = match e.kind() {
             csv::ErrorKind::UnequalLengths {
                 expected_len, len, ..
@@ -261,6 +331,10 @@ impl Table {
     }
 }
 
+/// The largest count a histogram row may hold: 2^53, the largest whole number an f64 holds
+/// exactly (a file's total is checked separately).
+pub const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
 /// What a numeric column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -276,7 +350,7 @@ impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Value => "a finite number",
-            Kind::Count => "a non-negative whole number",
+            Kind::Count => "a non-negative whole number up to 2^53",
             Kind::Positive => "a finite number > 0",
         }
     }

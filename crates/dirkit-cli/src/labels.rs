@@ -2,11 +2,15 @@
 //! binning built from them and the command-line flags.
 
 use dirkit_core::relevance::{BinRule, bin_width};
-use dirkit_core::{Binning, OutOfRange, ShotThresholds};
+use dirkit_core::{Binning, CoreError, OutOfRange, ShotThresholds};
 
 use crate::args::{BinArgs, OutOfRangeArg};
 use crate::error::{CliError, Result};
 use crate::input::{ColumnSpec, Kind, Table};
+
+/// The most samples a histogram is expanded to when an option needs every sample (a bin-width
+/// rule, the box plot of `--sera`): 100 million (800 MB).
+pub const MAX_EXPANDED: u64 = 100_000_000;
 
 /// Labels read from an input file.
 pub struct Labels {
@@ -18,6 +22,10 @@ pub struct Labels {
     pub counts: Option<Vec<u64>>,
     /// Whether the input had a header line (mirrored by `--per-sample`).
     pub has_header: bool,
+    /// The label column's name for messages (its header name, or `#i`).
+    pub column: String,
+    /// 1-based file line of each row.
+    pub lines: Vec<u64>,
 }
 
 impl Labels {
@@ -41,19 +49,37 @@ impl Labels {
             wanted.push((c, Kind::Count));
         }
         let mut cols = table.read_numbers(&wanted)?;
-        let counts = count_idx.map(|_| {
+        let counts: Option<Vec<u64>> = count_idx.map(|_| {
             cols.pop()
                 .unwrap_or_default()
                 .into_iter()
                 .map(|c| c as u64)
                 .collect()
         });
+        if let Some(c) = &counts {
+            // Every total below stays exact in f64 and never overflows u64.
+            let mut total = 0u64;
+            for &n in c {
+                total = total.saturating_add(n);
+            }
+            if total as f64 > crate::input::MAX_COUNT {
+                return Err(CliError::Input {
+                    path: table.name.clone(),
+                    message: format!(
+                        "the counts add up to {total}, more than 2^53: expected a histogram \
+                         of at most 9007199254740992 samples"
+                    ),
+                });
+            }
+        }
         let values = cols.pop().unwrap_or_default();
         Ok(Labels {
             source: table.name.clone(),
             values,
             counts,
             has_header: table.header.is_some(),
+            column: table.column_name(label_idx),
+            lines: std::mem::take(&mut table.lines),
         })
     }
 
@@ -65,6 +91,20 @@ impl Labels {
         }
     }
 
+    /// Refuses to repeat each label of a histogram by its count when that would take more
+    /// than [`MAX_EXPANDED`] samples (`what` names the option that needs it).
+    pub fn check_expandable(&self, what: &str) -> Result<()> {
+        if self.counts.is_some() && self.n_samples() > MAX_EXPANDED {
+            return Err(CliError::Usage(format!(
+                "{what} needs every sample of {}'s histogram, {} of them: at most {MAX_EXPANDED} \
+                 are expanded (give the option's value by hand)",
+                self.source,
+                self.n_samples()
+            )));
+        }
+        Ok(())
+    }
+
     /// Smallest and largest label (over every row, zero-count rows included).
     pub fn span(&self) -> (f64, f64) {
         self.values
@@ -74,21 +114,60 @@ impl Labels {
             })
     }
 
-    /// Samples per bin under `policy`, with the number dropped.
+    /// Samples per bin under `policy`, with the number dropped; a label outside the range
+    /// under [`OutOfRange::Error`] is named by its file line.
     pub fn bin_counts(&self, binning: &Binning, policy: OutOfRange) -> Result<(Vec<u64>, u64)> {
-        match &self.counts {
-            None => Ok(binning.counts(&self.values, policy)?),
+        let counted = match &self.counts {
+            None => binning.counts(&self.values, policy),
             Some(counts) => {
                 let mut out = vec![0u64; binning.n_bins];
                 let mut dropped = 0;
+                let mut failed = None;
                 for (i, (&y, &n)) in self.values.iter().zip(counts).enumerate() {
-                    match binning.bin(y, i, policy)? {
-                        Some(b) => out[b] += n,
-                        None => dropped += n,
+                    match binning.bin(y, i, policy) {
+                        Ok(Some(b)) => out[b] += n,
+                        Ok(None) => dropped += n,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
                 }
-                Ok((out, dropped))
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok((out, dropped)),
+                }
             }
+        };
+        counted.map_err(|e| self.locate(e))
+    }
+
+    /// A core error about sample `#i` as a message naming the file, line and column.
+    pub fn locate(&self, e: CoreError) -> CliError {
+        locate(&self.source, &self.column, &self.lines, e)
+    }
+}
+
+/// A core error about row `#i` of `source` (whose rows are on `lines`) as a message naming the
+/// file, line and column; other errors as they are.
+pub fn locate(source: &str, column: &str, lines: &[u64], e: CoreError) -> CliError {
+    {
+        match e {
+            CoreError::LabelOutOfRange {
+                index,
+                value,
+                start,
+                end,
+            } if index < lines.len() => CliError::Value {
+                path: source.to_string(),
+                line: lines[index],
+                column: column.to_string(),
+                message: format!(
+                    "{value} is outside the bin range [{start}, {end}) (--out-of-range error); \
+                     widen --range, or clip or drop such labels with --out-of-range"
+                ),
+            },
+            e => e.into(),
         }
     }
 }
@@ -160,6 +239,7 @@ impl BinArgs {
         let sample: &[f64] = match &labels.counts {
             None => &labels.values,
             Some(c) => {
+                labels.check_expandable(&format!("--bin-width {}", self.bin_width))?;
                 expanded = labels
                     .values
                     .iter()
@@ -210,7 +290,22 @@ impl BinArgs {
                 }
                 Ok(b)
             }
-            None => Ok(Binning::auto_from_min_max(span.0, span.1, width)?),
+            None => Binning::auto_from_min_max(span.0, span.1, width).map_err(|e| {
+                let bins = (span.1 - span.0) / width;
+                if width.is_finite() && width > 0.0 && bins > dirkit_core::binning::MAX_BINS as f64
+                {
+                    CliError::Usage(format!(
+                        "--bin-width {} over the labels' span {} to {} would make {bins:.3e} \
+                         bins, at most 2^24: give a larger --bin-width, --bin-width auto, or a \
+                         --range",
+                        self.bin_width,
+                        crate::table::label(span.0),
+                        crate::table::label(span.1)
+                    ))
+                } else {
+                    e.into()
+                }
+            }),
         }
     }
 }

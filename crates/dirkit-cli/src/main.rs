@@ -1,38 +1,18 @@
-//! The `dirkit` command line: effective-density reweighting tables (`dirkit weights`),
-//! per-shot evaluation reports (`dirkit eval`), balanced dataset splits (`dirkit split`), the
-//! relevance function φ (`dirkit relevance`) and relevance-based resampling of tables
-//! (`dirkit resample`). A thin layer over dirkit-core, dirkit-tabular and dirkit-data.
-
-mod args;
-mod error;
-mod eval;
-mod input;
-mod labels;
-mod output;
-mod phi;
-mod resample;
-mod split;
-mod table;
-mod weights;
+//! The `dirkit` binary: parses the command line and runs it (see the `dirkit_cli` library).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use dirkit_cli::args::Cli;
+use dirkit_cli::error::CliError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = match &cli.command {
-        Command::Weights(a) => weights::run(a, &mut out),
-        Command::Eval(a) => eval::run(a, &mut out),
-        Command::Split(a) => split::run(a, &mut out),
-        Command::Relevance(a) => phi::run(a, &mut out),
-        Command::Resample(a) => resample::run(a, &mut out),
-    };
+    let result = dirkit_cli::run(&cli, &mut out);
     let flushed = out.flush();
     match result {
         Ok(()) => match flushed {
@@ -43,9 +23,7 @@ fn main() -> ExitCode {
             }
             _ => ExitCode::SUCCESS,
         },
-        Err(error::CliError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
+        Err(CliError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -33,16 +33,6 @@ fn strategy(s: &str) -> Result<Strategy> {
 /// Runs `dirkit resample`.
 pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
     check_writable(&a.output, &a.input, a.force)?;
-    if let Some(dir) = Path::new(&a.output).parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.is_dir()
-    {
-        return Err(CliError::Usage(format!(
-            "{}: the folder {} does not exist",
-            a.output,
-            dir.display()
-        )));
-    }
     let nominal: Vec<String> = a
         .nominal
         .as_deref()
@@ -63,7 +53,7 @@ pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
             message: format!(
                 "--target {}: the column holds text (e.g. '{}'), expected numbers",
                 a.target,
-                frame.columns[target].text(0)
+                frame.columns[target].text(0).escape_debug()
             ),
         })?;
     let relevance = a.phi.relevance(y)?;

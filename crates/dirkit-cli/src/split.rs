@@ -44,7 +44,13 @@ pub fn run(a: &SplitArgs, out: &mut dyn Write) -> Result<()> {
 
     let scan = scan_faces(Path::new(&a.image_dir)).map_err(data)?;
     if !a.skip_bad {
-        scan.require_clean().map_err(data)?;
+        scan.require_clean().map_err(|e| {
+            CliError::Usage(if a.list_bad {
+                e.full_list()
+            } else {
+                e.to_string()
+            })
+        })?;
     }
     let (files, skipped) = scan.skipping_bad();
     if files.is_empty() {

@@ -140,6 +140,9 @@ pub fn human(x: f64, sig: usize) -> String {
 pub fn label(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{x:.0}")
+    } else if x.abs() >= 1e15 || x.abs() < 1e-4 {
+        // Scientific, not hundreds of digits (1e308) or a run of zeros (5e-324).
+        format!("{x:e}")
     } else {
         let s = format!("{x:.6}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()

@@ -380,7 +380,7 @@ fn out_of_range_policies() {
     let f = write(dir.path(), "y.csv", "1\n2\n7\n");
     fails_with(
         dirkit().args(["weights", &f, "--range", "0:5", "--out-of-range", "error"]),
-        &["label #2 = 7 is outside the bin range [0, 5)"],
+        &["y.csv:3: column '#0': 7 is outside the bin range [0, 5)"],
     );
     let per = dir.path().join("w.csv");
     dirkit()

@@ -106,8 +106,21 @@ impl<M> Checkpoint<M> {
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`].
+///
+/// A file that does not parse (cut short by a crash or a full disk, or not a checkpoint at all)
+/// is an error naming the file, never a panic or a half-restored run.
 pub fn load_checkpoint<M: DeserializeOwned>(path: &Path) -> Result<Checkpoint<M>> {
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
+        let why = match std::fs::metadata(path) {
+            Err(io) => io.to_string(),
+            Ok(m) => format!(
+                "not a readable checkpoint ({} bytes; truncated or damaged?): {}",
+                m.len(),
+                one_line(&e)
+            ),
+        };
+        candle_core::Error::Msg(format!("{}: {why}", path.display()))
+    })?;
     let json: Vec<u8> = tensors
         .get(META_KEY)
         .ok_or_else(|| {
@@ -124,6 +137,11 @@ pub fn load_checkpoint<M: DeserializeOwned>(path: &Path) -> Result<Checkpoint<M>
         ))
     })?;
     Ok(Checkpoint { tensors, meta })
+}
+
+/// The first line of an error's message (candle may append a backtrace).
+fn one_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]
@@ -174,5 +192,77 @@ mod tests {
             Tensor::new(&[0f32], &Device::Cpu).unwrap(),
         );
         assert!(save_checkpoint(&path, &vm, &bad, &()).is_err());
+    }
+
+    fn linear_model(seed: u64) -> VarMap {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let _ = candle_nn::linear(3, 2, vb.pp("l")).unwrap();
+        crate::train::seeded_init(&vm, seed).unwrap();
+        vm
+    }
+
+    fn weight(vm: &VarMap) -> Vec<Vec<f32>> {
+        vm.data().lock().unwrap()["l.weight"].to_vec2().unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_save_leaves_the_last_good_checkpoint_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let good = linear_model(1);
+        save_checkpoint(&path, &good, &HashMap::new(), &1u32).unwrap();
+        let partial = dir.path().join(".last.safetensors.partial");
+
+        // A crash after part of the next save was written: the torn temporary file is never
+        // read, the checkpoint is the previous one.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&partial, &bytes[..bytes.len() / 2]).unwrap();
+        let ck: Checkpoint<u32> = load_checkpoint(&path).unwrap();
+        assert_eq!(ck.meta, 1);
+
+        // A save that fails half-way (here: its temporary file cannot be created) is an error
+        // and leaves the previous checkpoint whole.
+        std::fs::remove_file(&partial).unwrap();
+        std::fs::create_dir(&partial).unwrap();
+        let newer = linear_model(2);
+        assert!(save_checkpoint(&path, &newer, &HashMap::new(), &2u32).is_err());
+        let ck: Checkpoint<u32> = load_checkpoint(&path).unwrap();
+        assert_eq!(ck.meta, 1);
+        let restored = linear_model(3);
+        ck.restore_varmap(&restored).unwrap();
+        assert_eq!(weight(&restored), weight(&good));
+
+        // Once the obstacle is gone the next save replaces it.
+        std::fs::remove_dir(&partial).unwrap();
+        save_checkpoint(&path, &newer, &HashMap::new(), &2u32).unwrap();
+        assert_eq!(load_checkpoint::<u32>(&path).unwrap().meta, 2);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_checkpoint_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        save_checkpoint(&path, &linear_model(1), &HashMap::new(), &1u32).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let e = load_checkpoint::<u32>(&path)
+                .err()
+                .expect("a truncated file loads");
+            let e = e.to_string();
+            assert!(
+                e.contains("last.safetensors") && e.contains("truncated or damaged"),
+                "cut at {cut}: {e}"
+            );
+        }
+        std::fs::write(&path, b"age,path,split\n").unwrap();
+        assert!(load_checkpoint::<u32>(&path).is_err());
+        // A valid safetensors file that is not a dirkit checkpoint.
+        let mut other = HashMap::new();
+        other.insert("x".to_string(), Tensor::new(&[1f32], &Device::Cpu).unwrap());
+        candle_core::safetensors::save(&other, &path).unwrap();
+        let e = load_checkpoint::<u32>(&path).err().unwrap().to_string();
+        assert!(e.contains("is not a dirkit checkpoint"), "{e}");
     }
 }

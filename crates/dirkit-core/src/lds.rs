@@ -10,6 +10,13 @@ use crate::binning::{Binning, OutOfRange};
 use crate::error::{CoreError, Result, invalid};
 use crate::kernel::{Kernel, Normalisation};
 
+/// The most samples a histogram may count: 2^53, so every total and density is exact in f64.
+pub const MAX_SAMPLES: u64 = 1 << 53;
+
+/// The most samples [`Numerics::Reference`] accepts from counts: it replays every sample one by
+/// one, as the official code does, so 2^32 already takes minutes.
+pub const MAX_REFERENCE_SAMPLES: u64 = 1 << 32;
+
 /// How bin counts are turned into the density that weights are inverse to.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
@@ -190,6 +197,24 @@ impl LabelDensity {
                 left: counts.len(),
                 right: binning.n_bins,
             });
+        }
+        let total = counts.iter().try_fold(0u64, |t, &n| t.checked_add(n));
+        match total {
+            Some(t) if config.numerics == Numerics::Reference && t > MAX_REFERENCE_SAMPLES => {
+                return invalid(
+                    "counts total",
+                    t,
+                    "at most 2^32 samples with Numerics::Reference (it replays every sample)",
+                );
+            }
+            Some(t) if t <= MAX_SAMPLES => {}
+            _ => {
+                return invalid(
+                    "counts total",
+                    total.map_or("more than 2^64".to_string(), |t| t.to_string()),
+                    "at most 2^53 samples (the largest whole number an f64 holds exactly)",
+                );
+            }
         }
         let mut fit = Self::prepare(binning, OutOfRange::Clip, config, counts, 0)?;
         match config.numerics {

@@ -6,8 +6,9 @@
 //! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
 //! ([`Gmm1d`]), the relevance function φ of utility-based regression with SERA and the
 //! utility-based F-measure ([`relevance`]), the calibration of predicted uncertainty
-//! ([`UncertaintyReport`]), `ln Γ` and digamma ([`special`]), and the seeded
-//! generator behind every random choice ([`SplitMix64`]).
+//! ([`UncertaintyReport`]), `ln Γ` and digamma ([`special`]), the seeded generator behind
+//! every random choice ([`SplitMix64`]), and editor line numbers for messages about parsed text
+//! ([`lines`]).
 //!
 //! ```
 //! use dirkit_core::{Binning, LabelDensity, LdsConfig, OutOfRange};
@@ -31,6 +32,7 @@ pub mod error;
 pub mod gmm;
 pub mod kernel;
 pub mod lds;
+pub mod lines;
 pub mod metrics;
 pub mod parallel;
 pub mod relevance;

@@ -789,6 +789,9 @@ pub fn utility_scores(
     if !(beta.is_finite() && beta > 0.0) {
         return invalid("beta", beta, "a positive finite number");
     }
+    if !(0.0..=1.0).contains(&threshold) {
+        return invalid("utility threshold", threshold, "a relevance in [0, 1]");
+    }
     let nf = n as f64;
     let mean = targets.iter().sum::<f64>() / nf;
     let dev: Vec<f64> = targets.iter().map(|y| (mean - y).abs()).collect();

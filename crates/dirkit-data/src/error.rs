@@ -133,19 +133,22 @@ pub enum DataError {
         /// What is wrong and what was expected.
         message: String,
     },
-    /// Rows of a dataset index are invalid: a summary line, then one line per bad row.
-    #[error("{}", list_bad(.path, "row", "rows of the index are invalid", .rows))]
+    /// Rows of a dataset index are invalid: a summary line, the likely fix when there is one,
+    /// and the first [`SHOWN_BAD`] problems ([`DataError::full_list`] has every one).
+    #[error("{}", list_bad(.path, "row", "rows of the index are invalid", .hint, .rows, false))]
     BadRows {
         /// The CSV file.
         path: String,
-        /// Every bad row, in file order.
+        /// Every problem, in file order (a row with several problems has several).
         rows: Vec<BadRow>,
+        /// What most likely fixes most of them, when one cause dominates.
+        hint: Option<String>,
     },
-    /// Image file names do not follow `id_name_age_gender.ext`: a summary line, then one line
-    /// per file.
+    /// Image file names do not follow `id_name_age_gender.ext`: a summary line and the first
+    /// [`SHOWN_BAD`] files ([`DataError::full_list`] has every one).
     #[error(
         "{}",
-        list_bad(.dir, "file name", "names do not follow id_name_age_gender.ext", .names)
+        list_bad(.dir, "file name", "names do not follow id_name_age_gender.ext", &None, .names, false)
     )]
     BadNames {
         /// The image folder.
@@ -163,18 +166,66 @@ pub enum DataError {
     },
 }
 
-/// `path: N bad things (what); fix them or skip them (--skip-bad):` followed by one line each.
-fn list_bad<T: std::fmt::Display>(path: &str, noun: &str, what: &str, items: &[T]) -> String {
+/// How many bad rows or names an error message shows; the rest are counted.
+pub const SHOWN_BAD: usize = 5;
+
+/// `path: N bad things (what); fix them or skip them (--skip-bad):`, the hint, then the first
+/// [`SHOWN_BAD`] items (every item with `all`) and a count of the others.
+fn list_bad<T: std::fmt::Display>(
+    path: &str,
+    noun: &str,
+    what: &str,
+    hint: &Option<String>,
+    items: &[T],
+    all: bool,
+) -> String {
     let mut s = format!(
         "{path}: {} bad {noun}{} ({what}); fix them or skip them (--skip-bad):",
         items.len(),
         if items.len() == 1 { "" } else { "s" },
     );
-    for item in items {
+    if let Some(h) = hint {
+        s.push_str("\nlikely fix: ");
+        s.push_str(h);
+    }
+    let shown = if all { items.len() } else { SHOWN_BAD };
+    for item in items.iter().take(shown) {
         s.push('\n');
         s.push_str(&item.to_string());
     }
+    if items.len() > shown {
+        s.push_str(&format!(
+            "\n… and {} more (--list-bad lists them all)",
+            items.len() - shown
+        ));
+    }
     s
+}
+
+impl DataError {
+    /// The message with every bad row or file name listed, for `--list-bad`; other errors as
+    /// their one-line message.
+    pub fn full_list(&self) -> String {
+        match self {
+            DataError::BadRows { path, rows, hint } => list_bad(
+                path,
+                "row",
+                "rows of the index are invalid",
+                hint,
+                rows,
+                true,
+            ),
+            DataError::BadNames { dir, names } => list_bad(
+                dir,
+                "file name",
+                "names do not follow id_name_age_gender.ext",
+                &None,
+                names,
+                true,
+            ),
+            e => e.to_string(),
+        }
+    }
 }
 
 /// Result alias for dirkit-data.
@@ -218,7 +269,7 @@ impl fmt::Display for BadRow {
             self.file.display(),
             self.line,
             self.column,
-            self.value,
+            self.value.escape_debug(),
             self.reason
         )
     }

@@ -133,12 +133,21 @@ fn clean_or_skip_is_the_callers_choice() {
     let index = read_index(&csv, &root, false).unwrap();
     let err = index.require_clean(&csv).unwrap_err();
     assert!(matches!(&err, DataError::BadRows { rows, .. } if rows.len() == 8));
+    // The message: a summary, the first five problems and a count of the rest; the full list
+    // on request. No cause dominates these eight, so there is no likely-fix line.
     let text = err.to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines.len(), 7, "{text}");
     assert!(lines[0].contains("8 bad rows"), "{}", lines[0]);
     assert!(lines[0].contains("--skip-bad"));
-    for (line, b) in lines[1..].iter().zip(&index.bad) {
+    for (line, b) in lines[1..6].iter().zip(&index.bad) {
+        assert_eq!(*line, b.to_string());
+    }
+    assert_eq!(lines[6], "… and 3 more (--list-bad lists them all)");
+    let full = err.full_list();
+    let all: Vec<&str> = full.lines().collect();
+    assert_eq!(all.len(), 9, "{full}");
+    for (line, b) in all[1..].iter().zip(&index.bad) {
         assert_eq!(*line, b.to_string());
     }
     let (records, skipped) = index.skipping_bad();
@@ -149,6 +158,43 @@ fn clean_or_skip_is_the_callers_choice() {
     let index = read_index(&csv, &root, true).unwrap();
     assert!(index.require_clean(&csv).is_ok());
     assert_eq!(index.bad_row_count(), 0);
+}
+
+#[test]
+fn the_likely_fix_names_the_cause_most_bad_rows_share() {
+    // Every image path resolves against the wrong folder: --data-dir.
+    let mut csv = String::from("age,path,split\n");
+    for i in 0..9 {
+        csv.push_str(&format!("{},elsewhere/{i}.png,train\n", 20 + i));
+    }
+    let (_dir, csv_path, root) = layout(1, &csv);
+    let index = read_index(&csv_path, &root, false).unwrap();
+    let hint = index.likely_fix().unwrap();
+    assert!(
+        hint.starts_with("9 of 9 bad rows name images that do not exist under")
+            && hint.contains("--data-dir"),
+        "{hint}"
+    );
+    let text = index.require_clean(&csv_path).unwrap_err().to_string();
+    assert_eq!(
+        text.lines().nth(1),
+        Some(format!("likely fix: {hint}").as_str())
+    );
+    // Ages in the wrong column.
+    let (_dir, csv_path, root) = layout(
+        3,
+        "age,path,split\nimg0.png,img0.png,train\nimg1.png,img1.png,val\n20,img2.png,test\n",
+    );
+    let index = read_index(&csv_path, &root, false).unwrap();
+    assert!(
+        index.likely_fix().unwrap().contains("age column"),
+        "{:?}",
+        index.likely_fix()
+    );
+    // A single bad row needs no hint beyond itself.
+    let (_dir, csv_path, root) = layout(1, "age,path,split\n20,img0.png,dev\n20,img0.png,train\n");
+    let index = read_index(&csv_path, &root, false).unwrap();
+    assert_eq!(index.likely_fix(), None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Degenerate statistics stay finite: FDS with fewer samples than feature dimensions per bin and
-//! with features of 1e30 and 1e-30 scale (diagonal and full covariance), and the focal and GHM-R
-//! losses when every error is the same.
+//! Degenerate statistics stay finite: FDS with fewer samples than feature dimensions per bin,
+//! with features of 1e30 and 1e-30 scale, with bins of one sample and with zero variance
+//! (diagonal and full covariance); Balanced MSE's GAI on a mixture fitted to fewer distinct
+//! labels than components; and the focal and GHM-R losses when every error is the same.
 
 use candle_core::{DType, Device, Tensor};
 use dirkit_nn::fds::{Covariance, Fds, FdsConfig, FullCovariance};
@@ -88,4 +89,108 @@ fn focal_and_ghm_losses_with_all_equal_errors_are_finite() {
             assert!(g.iter().all(|x| x.is_finite()), "GHM-R at error {e}: {g:?}");
         }
     }
+}
+
+#[test]
+fn fds_with_single_sample_bins_and_zero_variance_stays_finite() {
+    let dev = Device::Cpu;
+    let d = 4;
+    for covariance in [
+        Covariance::Diagonal,
+        Covariance::Full(FullCovariance::default()),
+    ] {
+        // Five bins of one sample each; then five bins whose samples are all identical
+        // (zero variance in every dimension), and a batch where every feature is constant.
+        let one_each: Vec<f64> = (0..5 * d).map(|i| (i % 7) as f64 * 0.5).collect();
+        let identical: Vec<f64> = (0..20 * d).map(|i| ((i / d) % 5) as f64).collect();
+        let constant = vec![3.0; 20 * d];
+        for (what, x, n) in [
+            ("one sample per bin", one_each, 5),
+            ("identical samples per bin", identical, 20),
+            ("constant features", constant, 20),
+        ] {
+            let mut fds = Fds::new(
+                {
+                    let mut c = FdsConfig::reference(d, 5, 0);
+                    c.covariance = covariance;
+                    c
+                },
+                &dev,
+                DType::F64,
+            )
+            .unwrap();
+            let y: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
+            let x = Tensor::from_vec(x, (n, d), &dev).unwrap();
+            let y = Tensor::from_vec(y, n, &dev).unwrap();
+            fds.accumulate(&x, &y).unwrap();
+            fds.end_epoch(0).unwrap();
+            let out = flat(&fds.calibrate(&x, &y, 1).unwrap());
+            assert!(
+                out.iter().all(|v| v.is_finite()),
+                "{covariance:?}, {what}: {out:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gai_with_fewer_distinct_labels_than_components_is_finite_or_refused() {
+    use dirkit_core::{Gmm1d, GmmConfig};
+    use dirkit_nn::loss::balanced_mse::{
+        BalancedMse, BalancedMseConfig, BalancedMseVariant, GaussianMixture,
+    };
+    let dev = Device::Cpu;
+    let config = GmmConfig {
+        k: 8,
+        ..GmmConfig::default()
+    };
+    let mut fitted = 0;
+    for labels in [
+        vec![4.0; 12],
+        vec![1.0, 1.0, 9.0, 9.0, 9.0],
+        vec![1.0, 2.0, 2.0, 3.0, 3.0, 3.0],
+    ] {
+        let distinct = {
+            let mut v = labels.clone();
+            v.dedup();
+            v.len()
+        };
+        // One distinct label has no spread to floor a variance with: a typed refusal.
+        let gmm = match Gmm1d::fit(&labels, &config) {
+            Ok(g) => g,
+            Err(e) => {
+                assert_eq!(distinct, 1, "{labels:?}: {e}");
+                continue;
+            }
+        };
+        assert!(gmm.k() <= distinct, "{labels:?}: {} components", gmm.k());
+        let mixture = match GaussianMixture::from_gmm(&gmm) {
+            Ok(m) => m,
+            Err(e) => {
+                assert_eq!(distinct, 1, "{labels:?}: {e}");
+                continue;
+            }
+        };
+        let loss = BalancedMse::new(
+            BalancedMseConfig {
+                variant: BalancedMseVariant::Gai(mixture),
+                init_sigma: 1.0,
+            },
+            &dev,
+            DType::F64,
+        )
+        .unwrap();
+        let pred = candle_core::Var::from_tensor(
+            &Tensor::from_vec(vec![0.0, 2.5, 5.0, 40.0], 4, &dev).unwrap(),
+        )
+        .unwrap();
+        let target = Tensor::from_vec(vec![1.0, 2.0, 9.0, 3.0], 4, &dev).unwrap();
+        let l = loss.loss(&pred, &target).unwrap();
+        let v = l.to_scalar::<f64>().unwrap();
+        assert!(v.is_finite(), "{labels:?}: loss {v}");
+        let g = flat(l.backward().unwrap().get(&pred).unwrap());
+        assert!(g.iter().all(|x| x.is_finite()), "{labels:?}: {g:?}");
+        fitted += 1;
+    }
+    assert_eq!(fitted, 2, "two and three distinct labels fit");
 }

@@ -182,6 +182,57 @@ fn assert_resume_is_exact(config: RunConfig) {
         assert_eq!(ra.train_loss, rc.train_loss);
         assert_eq!(ra.val_mae, rc.val_mae);
     }
+    // Every tensor of the last checkpoint — weights, batch-norm statistics, FDS statistics and
+    // the optimiser's moments — is bit-identical, and so is the test report.
+    let tensors = |dir: &Path| {
+        let ck = dirkit_compute::checkpoint::load_checkpoint::<serde_json::Value>(
+            &dir.join("last.safetensors"),
+        )
+        .unwrap();
+        // The run description holds wall-clock timings; its numbers are compared above.
+        let mut all: Vec<(String, Vec<u64>)> = ck
+            .tensors
+            .iter()
+            .filter(|(k, _)| !k.starts_with("checkpoint."))
+            .map(|(k, t)| {
+                let v: Vec<f64> = t
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                (k.clone(), v.iter().map(|x| x.to_bits()).collect())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let (ta, tc) = (tensors(&whole), tensors(&part));
+    assert_eq!(
+        ta.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        tc.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        "{what}"
+    );
+    assert!(
+        ta.iter().any(|(k, _)| k.starts_with("optim")) || ta.len() > va.len(),
+        "{what}: the checkpoint holds more than the weights: {:?}",
+        ta.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    for ((k, xa), (_, xc)) in ta.iter().zip(&tc) {
+        assert!(
+            xa == xc,
+            "{what}: checkpoint entry {k} differs after resuming"
+        );
+    }
+    let (ra, pa) = a.test_best().unwrap();
+    let (rc, pc) = c.test_best().unwrap();
+    assert_eq!(pa, pc, "{what}: test predictions");
+    assert_eq!(
+        serde_json::to_string(&ra).unwrap(),
+        serde_json::to_string(&rc).unwrap(),
+        "{what}: test report"
+    );
     // A directory holding a run is never overwritten.
     let e = prepare_run_dir(&part).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");

@@ -133,6 +133,8 @@ impl Frame {
             .has_headers(true)
             .trim(csv::Trim::All)
             .from_reader(bytes);
+        // Editor lines (the csv crate's own count leaves out blank lines).
+        let line_at = |byte: u64| dirkit_core::lines::record_line_in(bytes, byte);
         let table_err = |message: String| TabularError::Table {
             path: name.to_string(),
             message,
@@ -147,6 +149,14 @@ impl Frame {
             return Err(table_err(
                 "is empty: expected a header row and data rows".into(),
             ));
+        }
+        if names.iter().any(|n| n.contains(['\n', '\r'])) {
+            return Err(TabularError::Table {
+                path: format!("{name}:1"),
+                message: "a quote opened in the header is never closed (the field runs over \
+                          the following lines)"
+                    .into(),
+            });
         }
         let mut seen = HashMap::new();
         for (i, n) in names.iter().enumerate() {
@@ -187,11 +197,14 @@ impl Frame {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
+                    let line = e.position().map_or(0, |p| line_at(p.byte()));
                     let message = match e.kind() {
                         csv::ErrorKind::UnequalLengths {
                             expected_len, len, ..
-                        } => format!("row has {len} fields, the header has {expected_len}"),
+                        } => format!(
+                            "row has {len} field{}, the header has {expected_len}",
+                            if *len == 1 { "" } else { "s" }
+                        ),
                         _ => e.to_string(),
                     };
                     return Err(TabularError::Table {
@@ -200,20 +213,22 @@ impl Frame {
                     });
                 }
             }
-            let line = record.position().map_or(0, |p| p.line());
+            let byte = record.position().map_or(0, |p| p.byte());
             if record.len() == 1 && record[0].is_empty() && names.len() > 1 {
                 continue; // blank line
             }
             for (c, text) in record.iter().enumerate() {
+                // Quoted with control characters escaped, so a message stays one line.
+                let shown = text.escape_debug();
                 let cell_err = |message: String| TabularError::Value {
                     path: name.to_string(),
-                    line,
+                    line: line_at(byte),
                     column: names[c].clone(),
                     message,
                 };
                 if MISSING.contains(&text) {
                     return Err(cell_err(format!(
-                        "missing value '{text}': the resamplers need complete rows (drop or impute it first)"
+                        "missing value '{shown}': the resamplers need complete rows (drop or impute it first)"
                     )));
                 }
                 let b = builders[c].get_or_insert_with(|| {
@@ -228,13 +243,13 @@ impl Frame {
                         Ok(x) if x.is_finite() => v.push(x),
                         Ok(_) => {
                             return Err(cell_err(format!(
-                                "'{text}' is not finite, expected a finite number"
+                                "'{shown}' is not finite, expected a finite number"
                             )));
                         }
                         Err(_) => {
                             return Err(cell_err(format!(
-                                "'{text}' is not a number, and the column's first value was \
-                                 (list it with --nominal if it holds categories)"
+                                "'{shown}' is not a number, but the column's first value is \
+                                 one (list the column with --nominal if it holds categories)"
                             )));
                         }
                     },

@@ -34,10 +34,12 @@ pub(crate) fn neighbours(
 ) -> Neighbourhood {
     debug_assert_eq!(x.len(), m * d);
     let k = k.min(m.saturating_sub(1));
-    let norms: Vec<f64> = x
-        .chunks(d.max(1))
-        .map(|r| r.iter().map(|v| v * v).sum())
-        .collect();
+    // Without columns every row sits at the origin (all distances 0).
+    let norms: Vec<f64> = if d == 0 {
+        vec![0.0; m]
+    } else {
+        x.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect()
+    };
     let all = MatRef::from_row_major_slice(x, m, d);
     let refs = references.unwrap_or(&[]);
     let nr = refs.len();

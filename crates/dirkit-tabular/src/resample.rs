@@ -189,6 +189,18 @@ pub fn resample(
         ))
     })?;
     validate(config, n)?;
+    if matches!(config.method, Method::Smoter | Method::Smogn) && frame.columns.len() < 2 {
+        return Err(TabularError::Invalid(format!(
+            "{} interpolates between neighbours found on the other columns, and the table \
+             has only its target '{}': add feature columns or use ro, gn or wercs",
+            if config.method == Method::Smoter {
+                "SMOTER"
+            } else {
+                "SMOGN"
+            },
+            frame.names[target]
+        )));
+    }
     if y.iter().all(|&v| v == y[0]) {
         return Err(TabularError::Invalid(format!(
             "the target column '{}' is constant (every row is {}): there is nothing to rebalance",
@@ -223,11 +235,33 @@ pub fn resample(
         distance: None,
         notes: Vec::new(),
     };
+    let cells = |rows: f64| rows * frame.columns.len() as f64;
+    let limit = (4.0 * cells(n as f64)).max(MAX_OUTPUT_CELLS);
+    let too_big = |rows: f64| {
+        TabularError::Invalid(format!(
+            "the resampled table would have about {rows:.3e} rows × {} columns, more than the \
+             {limit:.3e} cells this resampler holds in memory (2^28, or 4× the input): use \
+             smaller --strategy factors or --over",
+            frame.columns.len()
+        ))
+    };
     if config.method == Method::Wercs {
+        let rows = n as f64 * (1.0 + config.wercs_over);
+        if cells(rows) > limit {
+            return Err(too_big(rows));
+        }
         wercs(&phi, config, &mut out)?;
     } else {
         let bs = bumps(y, &phi, config.threshold)?;
         let factors = factors(config, &bs, n)?;
+        let rows: f64 = bs
+            .iter()
+            .zip(&factors)
+            .map(|(b, f)| b.rows.len() as f64 * f.max(1.0))
+            .sum();
+        if cells(rows) > limit {
+            return Err(too_big(rows));
+        }
         let ctx = Context::new(frame, target, config)?;
         report.distance =
             matches!(config.method, Method::Smoter | Method::Smogn).then_some(ctx.distance);
@@ -266,10 +300,23 @@ pub fn resample(
     Ok((result, report))
 }
 
+/// The most cells (rows × columns) a resampled table may have when the input is smaller: 2^28
+/// (2 GiB of f64); larger inputs may grow to 4× their size.
+pub const MAX_OUTPUT_CELLS: f64 = 268_435_456.0;
+
+/// `v` as `{}` prints it, or in scientific notation when that would take many digits.
+fn short(v: f64) -> String {
+    if v != 0.0 && !(1e-4..1e7).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 fn describe_points(r: &Relevance) -> String {
     r.control_points()
         .iter()
-        .map(|p| format!("{}:{}", p.value, p.relevance))
+        .map(|p| format!("{}:{}", short(p.value), p.relevance))
         .collect::<Vec<_>>()
         .join(", ")
 }

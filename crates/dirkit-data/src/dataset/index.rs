@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use dirkit_core::lines::LineIndex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,8 @@ pub struct Index {
     pub records: Vec<Record>,
     /// Problems of the other rows (a row is either a record or has at least one bad entry).
     pub bad: Vec<BadRow>,
+    /// The folder the image paths were resolved against.
+    pub root: PathBuf,
 }
 
 impl Index {
@@ -117,7 +120,48 @@ impl Index {
         Err(DataError::BadRows {
             path: csv.display().to_string(),
             rows: self.bad.clone(),
+            hint: self.likely_fix(),
         })
+    }
+
+    /// The fix of the problem that most (over half) of the bad rows share, if there is one: image
+    /// paths that do not resolve (the wrong image folder), or one column's values.
+    pub fn likely_fix(&self) -> Option<String> {
+        let rows = self.bad_row_count();
+        let count = |f: &dyn Fn(&BadRow) -> bool| {
+            let mut lines: Vec<usize> = self.bad.iter().filter(|b| f(b)).map(|b| b.line).collect();
+            lines.dedup();
+            lines.len()
+        };
+        let missing = count(&|b| b.column == "path" && b.reason.starts_with("no such file"));
+        if rows > 0 && missing * 2 > rows {
+            return Some(format!(
+                "{missing} of {rows} bad rows name images that do not exist under {}; if the \
+                 paths are relative to another folder, give it with --data-dir (`dirkit split` \
+                 writes them relative to the index's own folder)",
+                self.root.display()
+            ));
+        }
+        for (column, fix) in [
+            (
+                "age",
+                "the age column must hold numbers >= 0 (years); check the column order",
+            ),
+            (
+                "split",
+                "the split column must read train, val or test (lower case)",
+            ),
+            (
+                "path",
+                "the images exist but do not decode: re-download or remove them",
+            ),
+        ] {
+            let n = count(&|b| b.column == column && !b.reason.starts_with("no such file"));
+            if rows > 1 && n * 2 > rows {
+                return Some(format!("{n} of {rows} bad rows: {fix}"));
+            }
+        }
+        None
     }
 
     /// The `--skip-bad` policy: the valid records and how many rows were left out.
@@ -145,6 +189,12 @@ struct Parsed {
 /// returned in [`Index::bad`], not as an error: choose [`Index::require_clean`] or
 /// [`Index::skipping_bad`]. An absolute path in the CSV is used as it is.
 pub fn read_index(csv: &Path, root: &Path, check_images: bool) -> Result<Index> {
+    // The folder of `index.csv` is the empty path: the current folder.
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
     let io_err = |path: &Path, message: String| DataError::Io {
         path: path.display().to_string(),
         message,
@@ -160,11 +210,14 @@ pub fn read_index(csv: &Path, root: &Path, check_images: bool) -> Result<Index> 
         Err(e) => return Err(io_err(root, e.to_string())),
     }
     let file = File::open(csv).map_err(|e| io_err(csv, e.to_string()))?;
+    // Editor lines for messages (the csv crate's own count leaves out blank lines).
+    let newlines = LineIndex::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(file);
+        .from_reader(newlines.wrap(std::io::BufReader::new(file)));
+    let line_of = |p: Option<&csv::Position>| p.map(|p| newlines.record_line(p.byte()));
     let malformed = |line: Option<u64>, message: String| DataError::Malformed {
         path: match line {
             Some(l) => format!("{}:{l}", csv.display()),
@@ -174,7 +227,7 @@ pub fn read_index(csv: &Path, root: &Path, check_images: bool) -> Result<Index> 
     };
     let header: Vec<String> = reader
         .byte_headers()
-        .map_err(|e| malformed(e.position().map(|p| p.line()), csv_message(&e)))?
+        .map_err(|e| malformed(line_of(e.position()), csv_message(&e)))?
         .iter()
         .map(|f| {
             String::from_utf8_lossy(f)
@@ -216,9 +269,9 @@ pub fn read_index(csv: &Path, root: &Path, check_images: bool) -> Result<Index> 
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(malformed(e.position().map(|p| p.line()), csv_message(&e))),
+            Err(e) => return Err(malformed(line_of(e.position()), csv_message(&e))),
         }
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = line_of(record.position()).unwrap_or(0) as usize;
         rows.push(parse_row(&record, line, &columns, header.len(), csv, root));
     }
     if rows.is_empty() {
@@ -237,7 +290,10 @@ pub fn read_index(csv: &Path, root: &Path, check_images: bool) -> Result<Index> 
         })
         .collect();
 
-    let mut index = Index::default();
+    let mut index = Index {
+        root: root.to_path_buf(),
+        ..Index::default()
+    };
     for (row, problem) in rows.into_iter().zip(image_problems) {
         let bad = |value: String, reason: String| BadRow {
             file: csv.to_path_buf(),
