@@ -202,12 +202,14 @@ fn cli_case(rng: &mut SplitMix64, dir: &Path) -> Result<(&'static str, bool), St
     let mut args: Vec<String> = vec!["dirkit".into()];
     args.push(sub.into());
     let column = pick(rng, &["", "", "", "0", "1", "age", "y"]);
+    if matches!(sub, "weights" | "relevance") {
+        args.push(f.clone());
+        if !column.is_empty() {
+            args.extend(["--column".into(), column.into()]);
+        }
+    }
     match sub {
         "weights" => {
-            args.push(f.clone());
-            if !column.is_empty() {
-                args.extend(["--column".into(), column.into()]);
-            }
             let extra = pick(
                 rng,
                 &[
@@ -254,10 +256,6 @@ fn cli_case(rng: &mut SplitMix64, dir: &Path) -> Result<(&'static str, bool), St
             args.extend(extra.split_whitespace().map(String::from));
         }
         "relevance" => {
-            args.push(f.clone());
-            if !column.is_empty() {
-                args.extend(["--column".into(), column.into()]);
-            }
             let extra = pick(
                 rng,
                 &[

@@ -28,9 +28,11 @@ impl PredictiveDist {
     pub fn nll(self, mu: f64, sigma: f64, y: f64) -> f64 {
         let e = y - mu;
         match self {
+            // ln σ and (e/σ)² rather than ln σ² and e²/σ²: a tiny σ must not underflow σ² to 0
+            // (ln 0 − … + ∞ would be NaN); the NLL is then large or +∞, as it should be.
             PredictiveDist::Gaussian => {
-                0.5 * (2.0 * std::f64::consts::PI * sigma * sigma).ln()
-                    + e * e / (2.0 * sigma * sigma)
+                let z = e / sigma;
+                0.5 * (2.0 * std::f64::consts::PI).ln() + sigma.ln() + 0.5 * z * z
             }
             PredictiveDist::Laplace => {
                 let b = sigma / std::f64::consts::SQRT_2;

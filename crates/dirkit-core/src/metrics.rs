@@ -258,14 +258,22 @@ pub fn pearson_r(x: &[f64], y: &[f64]) -> Option<f64> {
         return None;
     }
     let n = x.len() as f64;
-    let mx = x.iter().sum::<f64>() / n;
-    let my = y.iter().sum::<f64>() / n;
+    // r is scale-free: the deviations are divided by their largest magnitude, so values near
+    // the f64 limit (1e308) do not overflow the sums of squares.
+    let mx = x.iter().map(|a| a / n).sum::<f64>();
+    let my = y.iter().map(|b| b / n).sum::<f64>();
+    let sx = x.iter().fold(0.0f64, |m, a| m.max((a - mx).abs()));
+    let sy = y.iter().fold(0.0f64, |m, b| m.max((b - my).abs()));
+    if !(sx > 0.0 && sy > 0.0 && sx.is_finite() && sy.is_finite()) {
+        return None;
+    }
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
     for (a, b) in x.iter().zip(y) {
-        let (dx, dy) = (a - mx, b - my);
+        let (dx, dy) = ((a - mx) / sx, (b - my) / sy);
         sxy += dx * dy;
         sxx += dx * dx;
         syy += dy * dy;
     }
-    (sxx > 0.0 && syy > 0.0).then(|| (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
+    let r = sxy / (sxx.sqrt() * syy.sqrt());
+    (sxx > 0.0 && syy > 0.0 && r.is_finite()).then(|| r.clamp(-1.0, 1.0))
 }

@@ -405,13 +405,26 @@ impl Relevance {
         // Interval k with x_k ≤ y < x_{k+1}.
         let k = p.partition_point(|c| c.value <= y) - 1;
         let (x0, x1) = (p[k].value, p[k + 1].value);
-        let h = x1 - x0;
-        let delta = (p[k + 1].relevance - p[k].relevance) / h;
-        let (m0, m1) = (self.slopes[k], self.slopes[k + 1]);
-        let c = (3.0 * delta - 2.0 * m0 - m1) / h;
-        let d = (m0 - 2.0 * delta + m1) / (h * h);
-        let s = y - x0;
-        (p[k].relevance + s * (m0 + s * (c + s * d))).clamp(0.0, 1.0)
+        // The cubic Hermite in the interval's own coordinate t ∈ [0, 1) with the slopes scaled
+        // by its width: no 1/h or 1/h² factor, so control points a subnormal distance apart
+        // cannot overflow to ∞ · 0 = NaN.
+        // Halved when the width overflows (control points of opposite sign near ±1.8e308);
+        // halving is exact, so t is the same.
+        let (t, h) = match x1 - x0 {
+            h if h.is_finite() => ((y - x0) / h, h),
+            _ => ((0.5 * y - 0.5 * x0) / (0.5 * x1 - 0.5 * x0), f64::MAX),
+        };
+        let t = t.clamp(0.0, 1.0);
+        let dr = p[k + 1].relevance - p[k].relevance;
+        let (m0, m1) = (self.slopes[k] * h, self.slopes[k + 1] * h);
+        let cubic = t * (m0 + t * (3.0 * dr - 2.0 * m0 - m1 + t * (m0 - 2.0 * dr + m1)));
+        let phi = p[k].relevance + cubic;
+        if phi.is_finite() {
+            phi.clamp(0.0, 1.0)
+        } else {
+            // Slopes too steep for the width to hold: the chord instead of the cubic.
+            (p[k].relevance + t * dr).clamp(0.0, 1.0)
+        }
     }
 
     /// φ of every value, in order (split over threads for millions of values).

@@ -171,3 +171,55 @@ fn large_inputs_split_across_threads_agree_with_a_naive_loop() {
         "{e}"
     );
 }
+
+#[test]
+fn relevance_of_signed_zeros_subnormals_and_values_near_the_limit_stays_in_the_unit_interval() {
+    let labels = [
+        -0.0,
+        0.0,
+        76.46932127209813,
+        2.2250738585072014e-308,
+        5e-324,
+        -121.18190072905345,
+        -72.80007968675942,
+        0.0,
+    ];
+    let near_limit = [74.04613026635545, 1e308, 1e308, 1e308, 74.0476874638525];
+    let opposite = [-1.7e308, 3.0, 1.7e308, 2.0, 2.5, 2.0];
+    for labels in [&labels[..], &near_limit, &opposite] {
+        let phi = dirkit_core::Relevance::from_targets(labels, &Default::default()).unwrap();
+        for &y in labels.iter().chain(&[0.0, -1e308, 1e308]) {
+            let p = phi.phi(y);
+            assert!(
+                (0.0..=1.0).contains(&p),
+                "φ({y:e}) = {p}: {:?}",
+                phi.control_points()
+            );
+        }
+    }
+}
+
+#[test]
+fn pearson_r_and_the_nll_survive_values_near_the_f64_limits() {
+    // Scale-free: r of (x, y) equals r of (1e307·x, y), though Σx² would overflow.
+    let x = [1.0, 2.0, 4.0, 3.0];
+    let y = [1.5, 1.0, 5.0, 2.0];
+    let r = dirkit_core::pearson_r(&x, &y).unwrap();
+    let big: Vec<f64> = x.iter().map(|v| v * 1e307).collect();
+    let r_big = dirkit_core::pearson_r(&big, &y).unwrap();
+    assert!((r - r_big).abs() < 1e-12, "{r} vs {r_big}");
+    // A value at the limit next to small ones: a finite r or none, never NaN.
+    let r = dirkit_core::pearson_r(&[1.51e308, 2.5, 20.0, 4.5], &[1.0, 2.0, 30.0, 4.0]);
+    assert!(r.is_none_or(|r| r.is_finite()), "{r:?}");
+    // A subnormal σ: σ² would underflow to 0; the NLL is large or +∞, never NaN.
+    use dirkit_core::PredictiveDist;
+    for dist in [PredictiveDist::Gaussian, PredictiveDist::Laplace] {
+        let at_mean = dist.nll(2.0, 1.5e-323, 2.0);
+        assert!(
+            at_mean.is_finite() && at_mean < -700.0,
+            "{dist:?}: {at_mean}"
+        );
+        let off = dist.nll(2.0, 1.5e-323, 2.5);
+        assert!(off == f64::INFINITY, "{dist:?}: {off}");
+    }
+}

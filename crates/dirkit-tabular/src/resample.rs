@@ -288,6 +288,17 @@ pub fn resample(
             });
         }
     }
+    if let Some(i) = out.new_rows.iter().position(|v| !v.is_finite()) {
+        let c = i % frame.columns.len();
+        return Err(TabularError::Invalid(format!(
+            "a synthetic value of column '{}' leaves the f64 range (its values reach {:e}): \
+             rescale the column before resampling",
+            frame.names[c],
+            frame.columns[c]
+                .numbers()
+                .map_or(0.0, |v| v.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+        )));
+    }
     let result = out.assemble(frame);
     let y_out = result.columns[target].numbers().unwrap_or_default();
     let rare_after = relevance
@@ -858,9 +869,14 @@ impl ColumnStats {
                 let r = hi - lo;
                 s.range[c] = if r > 0.0 { r } else { 1.0 };
                 if m > 1 {
-                    let mean = col.clone().sum::<f64>() / m as f64;
-                    let ss: f64 = col.map(|v| (v - mean).powi(2)).sum();
-                    s.sd[c] = (ss / (m - 1) as f64).sqrt();
+                    // Deviations scaled by the largest one, so values of 1e155 and more do not
+                    // overflow the sum of squares (the sd is then exact up to rounding).
+                    let mean = col.clone().map(|v| v / m as f64).sum::<f64>();
+                    let big = col.clone().fold(0.0f64, |b, v| b.max((v - mean).abs()));
+                    if big > 0.0 && big.is_finite() {
+                        let ss: f64 = col.map(|v| ((v - mean) / big).powi(2)).sum();
+                        s.sd[c] = big * (ss / (m - 1) as f64).sqrt();
+                    }
                 }
             }
         }

@@ -446,3 +446,61 @@ fn reading_names_the_row_and_column_of_bad_cells() {
     let f = Frame::parse_csv(b"zip,y\n1000,3\n2000,4\n", "t.csv", &["zip".into()]).unwrap();
     assert!(matches!(f.columns[0], Column::Nominal { .. }));
 }
+
+#[test]
+fn features_near_the_f64_limit_give_finite_rows_or_a_clear_error() {
+    // A feature of 1e157: its squared deviations overflow unless scaled.
+    let csv = b"x,c,y\n1,a,1\n2,b,2\n3,a,3\n4,b,4\n5,a,100\n6,b,5\n1e157,a,6\n8,b,5\n9,a,4\n10,b,3\n11,a,120\n";
+    let frame = Frame::parse_csv(csv, "big.csv", &[]).unwrap();
+    let y = frame.columns[2].numbers().unwrap().to_vec();
+    let phi = Relevance::from_targets(&y, &RelevanceConfig::default()).unwrap();
+    for method in [Method::Gn, Method::Smoter, Method::Smogn] {
+        for seed in 0..20 {
+            let config = ResampleConfig {
+                seed,
+                threshold: 0.8,
+                ..ResampleConfig::new(method)
+            };
+            let (out, _) = resample(&frame, 2, &phi, &config).unwrap();
+            for c in [0, 2] {
+                let v = out.columns[c].numbers().unwrap();
+                assert!(
+                    v.iter().all(|x| x.is_finite()),
+                    "{method:?} seed {seed}: {v:?}"
+                );
+            }
+        }
+    }
+    // Values that cannot be interpolated inside f64: refused, naming the column.
+    let csv =
+        b"x,y\n-1.7e308,1\n1.7e308,2\n-1.7e308,3\n1.7e308,4\n1e308,100\n-1e308,120\n5,5\n6,6\n";
+    let frame = Frame::parse_csv(csv, "huge.csv", &[]).unwrap();
+    let point = |value, relevance| ControlPoint {
+        value,
+        relevance,
+        slope: 0.0,
+    };
+    // Targets of 100 and more are rare.
+    let phi = Relevance::from_control_points(&[point(10.0, 0.0), point(100.0, 1.0)]).unwrap();
+    let mut refused = 0;
+    for seed in 0..20 {
+        let config = ResampleConfig {
+            seed,
+            ..ResampleConfig::new(Method::Smoter)
+        };
+        match resample(&frame, 1, &phi, &config) {
+            Ok((out, _)) => assert!(
+                out.columns[0]
+                    .numbers()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x.is_finite())
+            ),
+            Err(e) => {
+                assert!(e.to_string().contains("column 'x'"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "some interpolation between ±1.7e308 overflows");
+}

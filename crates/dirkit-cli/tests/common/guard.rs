@@ -176,6 +176,7 @@ pub fn check(program: &Path, case: &Case) -> Result<(), String> {
 
 /// Runs every case and fails with the list of broken ones.
 pub fn check_all(program: &Path, cases: &[Case]) {
+    println!("{} hostile-input cases", cases.len());
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| check(program, c).err())
