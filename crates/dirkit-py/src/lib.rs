@@ -251,8 +251,11 @@ fn relevance<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Vec<(f64, f64, f64)>)> {
     let (y, values) = (view(&y, "y")?, view(&values, "values")?);
     check_finite(values, "values")?;
-    let phi = relevance_of(y, extremes, coef, box_plot, control)?;
-    let out = py.detach(|| phi.phi_all(values));
+    let (phi, out) = py.detach(|| -> PyResult<_> {
+        let phi = relevance_of(y, extremes, coef, box_plot, control)?;
+        let out = phi.phi_all(values);
+        Ok((phi, out))
+    })?;
     let points = phi
         .control_points()
         .iter()
@@ -279,15 +282,11 @@ fn sera(
     let (t, p) = (view(&y_true, "y_true")?, view(&y_pred, "y_pred")?);
     check_finite(t, "y_true")?;
     check_finite(p, "y_pred")?;
-    let phi = relevance_of(
-        view(&y_train, "y_train")?,
-        extremes,
-        coef,
-        box_plot,
-        control,
-    )?;
-    py.detach(|| dirkit_core::sera(p, t, &phi, step))
-        .map_err(value_error)
+    let tr = view(&y_train, "y_train")?;
+    py.detach(|| {
+        let phi = relevance_of(tr, extremes, coef, box_plot, control)?;
+        dirkit_core::sera(p, t, &phi, step).map_err(value_error)
+    })
 }
 
 /// The DIR report by shot (as the `dirkit eval` JSON): MAE, MSE, RMSE, G-mean and SERA for
@@ -398,7 +397,7 @@ fn resample<'py>(
         .numbers()
         .ok_or_else(|| value_error("the target must be numeric"))?
         .to_vec();
-    let phi = relevance_of(&y, extremes, coef, box_plot, control)?;
+    let phi = py.detach(|| relevance_of(&y, extremes, coef, box_plot, control))?;
     let method = match method {
         "ro" => Method::Ro,
         "ru" => Method::Ru,

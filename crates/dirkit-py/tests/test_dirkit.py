@@ -197,6 +197,35 @@ def test_resamplers_are_deterministic_and_keep_columns_and_dtypes(cls):
         assert not (len(c[0]) == len(Xr) and c[0].equals(Xr) and c[1].equals(yr))
 
 
+def test_long_calls_release_the_gil():
+    """While a long `lds_weights` runs in a thread, the main thread keeps running Python: the
+    longest pause it sees is far shorter than the call (a held GIL would stall it throughout)."""
+    import threading
+    import time
+
+    n = 1 << 20
+    while True:
+        labels = np.random.default_rng(0).gamma(4.0, 9.0, n).round()
+        t = time.perf_counter()
+        dirkit.lds_weights(labels)
+        call = time.perf_counter() - t
+        if call >= 0.2 or n >= 1 << 25:
+            break
+        n *= 2
+    assert call >= 0.05, f"the call took only {call:.3f} s on {n} labels"
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (dirkit.lds_weights(labels), done.set()))
+    ticks = [time.perf_counter()]
+    worker.start()
+    while True:
+        ticks.append(time.perf_counter())  # before the check, so a stall ends in a gap
+        if done.is_set():
+            break
+    worker.join()
+    gaps = np.diff(ticks) if len(ticks) > 1 else np.array([call])
+    assert gaps.max() < call / 2, (gaps.max(), call, len(ticks))
+
+
 def test_numpy_in_numpy_out():
     X, y = table()
     Xn = X[["area", "rooms"]].to_numpy(dtype=np.float64)
