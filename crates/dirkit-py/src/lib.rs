@@ -283,6 +283,13 @@ fn sera(
     check_finite(t, "y_true")?;
     check_finite(p, "y_pred")?;
     let tr = view(&y_train, "y_train")?;
+    // y_train only builds φ, so control points make it optional.
+    let needed = [(t, "y_true", true), (tr, "y_train", control.is_none())];
+    if let Some((_, name, _)) = needed.iter().find(|(v, _, need)| *need && v.is_empty()) {
+        return Err(value_error(format!(
+            "{name} is empty: expected at least one value"
+        )));
+    }
     py.detach(|| {
         let phi = relevance_of(tr, extremes, coef, box_plot, control)?;
         dirkit_core::sera(p, t, &phi, step).map_err(value_error)
@@ -315,6 +322,11 @@ fn shot_report(
         view(&y_train, "y_train")?,
     );
     for (v, name) in [(t, "y_true"), (p, "y_pred"), (tr, "y_train")] {
+        if v.is_empty() {
+            return Err(value_error(format!(
+                "{name} is empty: expected at least one value"
+            )));
+        }
         check_finite(v, name)?;
     }
     let thresholds = ShotThresholds { many, few };

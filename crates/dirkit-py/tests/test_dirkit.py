@@ -248,6 +248,10 @@ def test_bad_input_raises_value_error_with_the_cli_message():
         dirkit.shot_report([1.0, 2.0], [1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="length mismatch"):
         dirkit.sera([1.0, 2.0], [1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="y_train is empty: expected at least one value"):
+        dirkit.shot_report([1.0, 2.0], [1.0, 2.0], [])
+    with pytest.raises(ValueError, match="y_train is empty"):
+        dirkit.sera([1.0, 2.0], [1.0, 2.0], [])
     with pytest.raises(ValueError, match="expected a 1-D array"):
         dirkit.denseweight([[1.0, 2.0]])
     with pytest.raises(ValueError, match="expected numbers"):
@@ -261,6 +265,15 @@ def test_bad_input_raises_value_error_with_the_cli_message():
         dirkit.SMOGN().fit_resample(Xm, y)
     with pytest.raises(ValueError, match="column 'when' has dtype datetime64"):
         dirkit.SMOGN().fit_resample(X.assign(when=pd.Timestamp("2020-01-01")), y)
+    with pytest.raises(ValueError, match=r"seed=-1: expected an integer in \[0, "):
+        dirkit.SMOGN(seed=-1).fit_resample(X, y)
+    with pytest.raises(ValueError, match="k=2.5: expected an integer"):
+        dirkit.SMOTER(k=2.5).fit_resample(X, y)
+    # Each resampler takes only its own settings.
+    with pytest.raises(TypeError, match="over"):
+        dirkit.SMOGN(over=1.0)
+    with pytest.raises(TypeError, match="k"):
+        dirkit.WERCS(k=3)
     with pytest.raises(ValueError, match="nothing is rare"):
         dirkit.RandomOver().fit_resample(X, pd.Series(np.linspace(0, 1, len(X))), )
 

@@ -15,6 +15,7 @@ is a ``ValueError`` with the message the ``dirkit`` command line prints.
 from __future__ import annotations
 
 import json
+import operator
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -278,28 +279,32 @@ def _is_nominal(dtype) -> bool:
 
 
 class _Resampler:
-    """Shared ``fit_resample`` of the relevance-based resamplers."""
+    """Shared ``fit_resample`` of the relevance-based resamplers.
+
+    Parameters every resampler takes: ``threshold`` (default 0.5): rows with φ(y) >= threshold
+    are rare; ``seed`` (default 0): every random draw; ``extremes`` ("both", "high", "low"),
+    ``coef`` (default 1.5) and ``box_plot`` ("ubl", "smogn", "adjusted"): φ from the box plot of
+    y, or ``control`` points (value, relevance[, slope]) instead; ``nominal``: column names or
+    positions to treat as categories besides the detected ones."""
 
     _method = ""
 
-    def __init__(self, *, threshold: float = 0.5, strategy: Union[str, Sequence[float]] = "balance",
-                 seed: int = 0, extremes: str = "both", coef: float = 1.5, box_plot: str = "ubl",
-                 control: ControlPoints = None, nominal: Optional[Sequence[Any]] = None,
-                 k: int = 5, pert: Optional[float] = None, distance: Optional[str] = None,
-                 over: float = 0.5, under: float = 0.5):
+    # Settings a method does not take keep these values (each subclass names its own).
+    k = 5
+    pert = None
+    distance = None
+    over = 0.5
+    under = 0.5
+    strategy: Union[str, Sequence[float]] = "balance"
+
+    def _common(self, threshold, seed, extremes, coef, box_plot, control, nominal):
         self.threshold = threshold
-        self.strategy = strategy
         self.seed = seed
         self.extremes = extremes
         self.coef = coef
         self.box_plot = box_plot
         self.control = control
         self.nominal = nominal
-        self.k = k
-        self.pert = pert
-        self.distance = distance
-        self.over = over
-        self.under = under
 
     def _strategy(self) -> list:
         s = self.strategy
@@ -381,8 +386,9 @@ class _Resampler:
         all_names = names + [target_name]
         out, notes = _native.resample(
             columns_in, all_names, len(names), self._method, float(self.threshold),
-            self._strategy(), int(self.k), None if self.pert is None else float(self.pert),
-            self.distance, int(self.seed), float(self.over), float(self.under),
+            self._strategy(), _count("k", self.k, 1 << 32),
+            None if self.pert is None else float(self.pert),
+            self.distance, _count("seed", self.seed, 1 << 64), float(self.over), float(self.under),
             *_phi_args(self.extremes, self.coef, self.box_plot, self.control))
         self.notes_ = list(notes)
         y_out = _restore(out[-1], np.asarray(y).dtype)
@@ -409,6 +415,17 @@ class _Resampler:
         return X_res, y_res
 
 
+def _count(name: str, value: Any, limit: int) -> int:
+    """``value`` as an int in [0, limit), or a ValueError naming the parameter."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}={value!r}: expected an integer") from None
+    if not 0 <= v < limit:
+        raise ValueError(f"{name}={v}: expected an integer in [0, {limit})")
+    return v
+
+
 def _restore(values: np.ndarray, dtype) -> np.ndarray:
     """``values`` back in ``dtype``: integers rounded, floats as they are."""
     dtype = np.dtype(dtype) if not hasattr(dtype, "numpy_dtype") else dtype.numpy_dtype
@@ -426,12 +443,26 @@ class RandomOver(_Resampler):
 
     _method = "ro"
 
+    def __init__(self, *, strategy: Union[str, Sequence[float]] = "balance",
+                 threshold: float = 0.5, seed: int = 0, extremes: str = "both", coef: float = 1.5,
+                 box_plot: str = "ubl", control: ControlPoints = None,
+                 nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.strategy = strategy
+
 
 class RandomUnder(_Resampler):
     """Random under-sampling (RU; Torgo et al. 2013): every rare row kept, normal rows drawn
     without replacement. ``strategy``: "balance", "extreme" or one factor <= 1 per normal bump."""
 
     _method = "ru"
+
+    def __init__(self, *, strategy: Union[str, Sequence[float]] = "balance",
+                 threshold: float = 0.5, seed: int = 0, extremes: str = "both", coef: float = 1.5,
+                 box_plot: str = "ubl", control: ControlPoints = None,
+                 nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.strategy = strategy
 
 
 class GaussianNoise(_Resampler):
@@ -441,6 +472,14 @@ class GaussianNoise(_Resampler):
 
     _method = "gn"
 
+    def __init__(self, *, strategy: Union[str, Sequence[float]] = "balance",
+                 pert: Optional[float] = None, threshold: float = 0.5, seed: int = 0,
+                 extremes: str = "both", coef: float = 1.5, box_plot: str = "ubl",
+                 control: ControlPoints = None, nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.strategy = strategy
+        self.pert = pert
+
 
 class SMOTER(_Resampler):
     """SMOTER (Torgo et al. 2013): new rows on the segment between a rare row and one of its
@@ -449,6 +488,15 @@ class SMOTER(_Resampler):
 
     _method = "smoter"
 
+    def __init__(self, *, strategy: Union[str, Sequence[float]] = "balance", k: int = 5,
+                 distance: Optional[str] = None, threshold: float = 0.5, seed: int = 0,
+                 extremes: str = "both", coef: float = 1.5, box_plot: str = "ubl",
+                 control: ControlPoints = None, nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.strategy = strategy
+        self.k = k
+        self.distance = distance
+
 
 class SMOGN(_Resampler):
     """SMOGN (Branco et al. 2017): SMOTER towards neighbours closer than half the median
@@ -456,9 +504,27 @@ class SMOGN(_Resampler):
 
     _method = "smogn"
 
+    def __init__(self, *, strategy: Union[str, Sequence[float]] = "balance", k: int = 5,
+                 pert: Optional[float] = None, distance: Optional[str] = None,
+                 threshold: float = 0.5, seed: int = 0, extremes: str = "both", coef: float = 1.5,
+                 box_plot: str = "ubl", control: ControlPoints = None,
+                 nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.strategy = strategy
+        self.k = k
+        self.pert = pert
+        self.distance = distance
+
 
 class WERCS(_Resampler):
     """WERCS (Branco et al. 2019): ``over`` x n copies drawn with probability phi added and
     ``under`` x n rows drawn with probability 1 - phi removed (defaults 0.5 and 0.5)."""
 
     _method = "wercs"
+
+    def __init__(self, *, over: float = 0.5, under: float = 0.5, threshold: float = 0.5,
+                 seed: int = 0, extremes: str = "both", coef: float = 1.5, box_plot: str = "ubl",
+                 control: ControlPoints = None, nominal: Optional[Sequence[Any]] = None):
+        self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
+        self.over = over
+        self.under = under
