@@ -232,6 +232,17 @@ def test_numpy_in_numpy_out():
     Xr, yr = dirkit.SMOGN(seed=1).fit_resample(Xn, y.to_numpy())
     assert isinstance(Xr, np.ndarray) and Xr.dtype == np.float64 and Xr.shape[1] == 2
     assert isinstance(yr, np.ndarray) and yr.shape == (Xr.shape[0],)
+    # An object array mixing numbers and text: the numeric columns are interpolated, the text
+    # column drawn, and the array comes back as objects.
+    Xo = X[["area", "street"]].to_numpy(dtype=object)
+    Xr, yr = dirkit.SMOGN(seed=1).fit_resample(Xo, y.to_numpy())
+    assert Xr.dtype == object and set(Xr[:, 1]) <= {"a", "b"}
+    new_area = np.setdiff1d(Xr[:, 0].astype(np.float64), X["area"].to_numpy())
+    assert new_area.size > 0  # interpolated values, not only drawn ones
+    frame = pd.DataFrame({"n": pd.Series(X["rooms"].tolist(), dtype=object), "s": X["street"]})
+    Fr, _ = dirkit.SMOGN(seed=1).fit_resample(frame, y)
+    assert list(Fr.dtypes) == [np.dtype(object), frame["s"].dtype]
+    assert np.setdiff1d(Fr["n"].astype(np.float64), frame["n"].astype(np.float64)).size > 0
     Xi = X[["rooms"]].to_numpy()
     Xr, _ = dirkit.GaussianNoise(seed=1).fit_resample(Xi, y.to_numpy())
     assert Xr.dtype == Xi.dtype  # integers rounded back

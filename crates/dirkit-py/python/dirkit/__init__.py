@@ -278,6 +278,17 @@ def _is_nominal(dtype) -> bool:
     return not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
 
 
+def _numbers_in_objects(col, dtype) -> bool:
+    """Whether an object column holds only real numbers (not bools), as a numpy object array
+    mixing numeric and text columns does: such a column is numeric, not a category."""
+    if str(dtype) != "object":
+        return False
+    values = np.asarray(col, dtype=object)
+    return len(values) > 0 and all(
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_)) for v in values)
+
+
 class _Resampler:
     """Shared ``fit_resample`` of the relevance-based resamplers.
 
@@ -324,8 +335,10 @@ class _Resampler:
         same kinds (numpy arrays, or a pandas DataFrame and Series), dtypes and column order.
         Original rows that are kept come first in input order, then new rows; a DataFrame's
         index is not kept (the result has a fresh RangeIndex). Nominal columns
-        (a DataFrame's object, category, string and bool columns, or those named in
-        ``nominal``) are drawn, never interpolated; integer columns are rounded back."""
+        (category, string and bool columns, object columns that hold anything but numbers, and
+        those named in ``nominal``) are drawn, never interpolated; integer columns are rounded
+        back. An object column of numbers, as in a numpy object array mixing numbers and text,
+        is numeric."""
         try:
             import pandas as pd
         except ImportError:
@@ -362,7 +375,7 @@ class _Resampler:
                 raise ValueError(f"column '{names[i]}' has dtype {dt}: the resamplers take numbers "
                                  "and categories; convert it to numbers (e.g. days since a date) "
                                  "or name it in nominal=[...] to draw it as a category")
-            if i in nominal or _is_nominal(dt):
+            if i in nominal or (_is_nominal(dt) and not _numbers_in_objects(col, dt)):
                 if pd is not None:
                     codes, uniques = pd.factorize(pd.Series(col), use_na_sentinel=True)
                     if (codes < 0).any():
@@ -403,7 +416,8 @@ class _Resampler:
         if frame_in:
             data = {}
             for c, values, dt in zip(X.columns, restored, dtypes):
-                data[c] = pd.Series(values).astype(dt) if str(dt) != "object" else values
+                data[c] = (pd.Series(values).astype(dt) if str(dt) != "object"
+                           else pd.Series(np.asarray(values, dtype=object), dtype=object))
             X_res = pd.DataFrame(data, columns=X.columns)
         else:
             X_res = (np.column_stack(restored).astype(dtypes[0]) if restored
