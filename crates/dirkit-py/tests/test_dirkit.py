@@ -226,6 +226,37 @@ def test_long_calls_release_the_gil():
     assert gaps.max() < call / 2, (gaps.max(), call, len(ticks))
 
 
+def test_resamplers_follow_the_scikit_learn_estimator_protocol():
+    s = dirkit.SMOGN(k=3, seed=7)
+    assert s.get_params()["k"] == 3 and s.get_params()["seed"] == 7
+    assert "over" not in s.get_params()
+    copy = type(s)(**s.get_params())
+    assert copy.get_params() == s.get_params()
+    assert repr(s) == "SMOGN(k=3, seed=7)"
+    assert repr(dirkit.WERCS(control=np.array([[0.0, 0.0, 0.0], [5.0, 1.0, 0.0]]))).startswith(
+        "WERCS(control=array(")
+    assert s.set_params(k=4) is s and s.k == 4
+    with pytest.raises(ValueError, match="SMOGN has no setting 'over'"):
+        s.set_params(over=1.0)
+
+
+def test_resamplers_in_an_imbalanced_learn_pipeline():
+    """Where scikit-learn and imbalanced-learn are installed (CI's newest environment): SMOGN
+    as a pipeline step, cloned per fold by cross-validation."""
+    pytest.importorskip("imblearn")
+    from imblearn.pipeline import make_pipeline
+    from sklearn.base import clone
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import cross_val_score
+
+    X, y = table(n=120)
+    X = X[["area", "rooms"]]
+    assert clone(dirkit.SMOGN(seed=2)).get_params() == dirkit.SMOGN(seed=2).get_params()
+    scores = cross_val_score(make_pipeline(dirkit.SMOGN(seed=2), Ridge()), X, y, cv=3,
+                             scoring="neg_mean_absolute_error")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
 def test_numpy_in_numpy_out():
     X, y = table()
     Xn = X[["area", "rooms"]].to_numpy(dtype=np.float64)

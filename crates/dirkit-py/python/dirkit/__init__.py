@@ -14,6 +14,7 @@ is a ``ValueError`` with the message the ``dirkit`` command line prints.
 
 from __future__ import annotations
 
+import inspect
 import json
 import operator
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -278,6 +279,14 @@ def _is_nominal(dtype) -> bool:
     return not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` for settings, False where the comparison is not a plain truth value."""
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def _numbers_in_objects(col, dtype) -> bool:
     """Whether an object column holds only real numbers (not bools), as a numpy object array
     mixing numeric and text columns does: such a column is numeric, not a category."""
@@ -307,6 +316,29 @@ class _Resampler:
     over = 0.5
     under = 0.5
     strategy: Union[str, Sequence[float]] = "balance"
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's settings, by name (scikit-learn's estimator protocol, so that
+        ``sklearn.base.clone`` and imbalanced-learn pipelines and searches can copy it)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    def set_params(self, **params: Any) -> "_Resampler":
+        """Changes settings by name; an unknown name raises ValueError."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"{type(self).__name__} has no setting {name!r}: expected one "
+                                 f"of {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {name: p.default for name, p in
+                    inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not _same(v, defaults.get(k))]
+        return f"{type(self).__name__}({', '.join(changed)})"
 
     def _common(self, threshold, seed, extremes, coef, box_plot, control, nominal):
         self.threshold = threshold
