@@ -1009,9 +1009,7 @@ fn bench(base: &RunConfig, cli: &Cli, dev: &Device) -> Result<(), RecipeError> {
     Ok(())
 }
 
-fn run() -> Result<(), RecipeError> {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).map_err(|e| fail(e.to_string()))?;
+fn run(matches: &clap::ArgMatches, cli: &Cli) -> Result<(), RecipeError> {
     let dev = device(cli.device.as_deref())?;
     if cli.resume {
         let given: Vec<String> = RUN_FLAGS
@@ -1029,12 +1027,12 @@ fn run() -> Result<(), RecipeError> {
         train_one(None, &out, cli.epochs, !cli.no_progress, &dev)?;
         return Ok(());
     }
-    let config = run_config(&cli)?;
+    let config = run_config(cli)?;
     if cli.bench {
-        return bench(&config, &cli, &dev);
+        return bench(&config, cli, &dev);
     }
     if cli.compare {
-        return compare(&config, &cli, &dev);
+        return compare(&config, cli, &dev);
     }
     let out = match &cli.out {
         Some(o) => o.clone(),
@@ -1047,12 +1045,16 @@ fn run() -> Result<(), RecipeError> {
 fn main() -> ExitCode {
     // Steps reuse their freed tensors' memory instead of faulting in fresh pages (glibc).
     dirkit::compute::memory::keep_freed_memory();
-    match run() {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(&matches, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let list_all = std::env::args().any(|a| a == "--list-bad");
             match &e {
-                RecipeError::Data(d) if list_all => {
+                RecipeError::Data(d) if cli.list_bad => {
                     eprintln!("age_estimation: error: {}", d.full_list())
                 }
                 e => eprintln!("age_estimation: error: {e}"),

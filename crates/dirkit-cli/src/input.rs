@@ -333,7 +333,7 @@ impl Table {
 
 /// The largest count a histogram row may hold: 2^53, the largest whole number an f64 holds
 /// exactly (a file's total is checked separately).
-pub const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+pub const MAX_COUNT: f64 = dirkit_core::lds::MAX_SAMPLES as f64;
 
 /// What a numeric column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

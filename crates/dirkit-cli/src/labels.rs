@@ -58,11 +58,8 @@ impl Labels {
         });
         if let Some(c) = &counts {
             // Every total below stays exact in f64 and never overflows u64.
-            let mut total = 0u64;
-            for &n in c {
-                total = total.saturating_add(n);
-            }
-            if total as f64 > crate::input::MAX_COUNT {
+            let total = c.iter().fold(0u64, |t, &n| t.saturating_add(n));
+            if total > dirkit_core::lds::MAX_SAMPLES {
                 return Err(CliError::Input {
                     path: table.name.clone(),
                     message: format!(
@@ -119,25 +116,17 @@ impl Labels {
     pub fn bin_counts(&self, binning: &Binning, policy: OutOfRange) -> Result<(Vec<u64>, u64)> {
         let counted = match &self.counts {
             None => binning.counts(&self.values, policy),
-            Some(counts) => {
+            Some(counts) => (|| {
                 let mut out = vec![0u64; binning.n_bins];
                 let mut dropped = 0;
-                let mut failed = None;
                 for (i, (&y, &n)) in self.values.iter().zip(counts).enumerate() {
-                    match binning.bin(y, i, policy) {
-                        Ok(Some(b)) => out[b] += n,
-                        Ok(None) => dropped += n,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
+                    match binning.bin(y, i, policy)? {
+                        Some(b) => out[b] += n,
+                        None => dropped += n,
                     }
                 }
-                match failed {
-                    Some(e) => Err(e),
-                    None => Ok((out, dropped)),
-                }
-            }
+                Ok((out, dropped))
+            })(),
         };
         counted.map_err(|e| self.locate(e))
     }
@@ -151,24 +140,22 @@ impl Labels {
 /// A core error about row `#i` of `source` (whose rows are on `lines`) as a message naming the
 /// file, line and column; other errors as they are.
 pub fn locate(source: &str, column: &str, lines: &[u64], e: CoreError) -> CliError {
-    {
-        match e {
-            CoreError::LabelOutOfRange {
-                index,
-                value,
-                start,
-                end,
-            } if index < lines.len() => CliError::Value {
-                path: source.to_string(),
-                line: lines[index],
-                column: column.to_string(),
-                message: format!(
-                    "{value} is outside the bin range [{start}, {end}) (--out-of-range error); \
-                     widen --range, or clip or drop such labels with --out-of-range"
-                ),
-            },
-            e => e.into(),
-        }
+    match e {
+        CoreError::LabelOutOfRange {
+            index,
+            value,
+            start,
+            end,
+        } if index < lines.len() => CliError::Value {
+            path: source.to_string(),
+            line: lines[index],
+            column: column.to_string(),
+            message: format!(
+                "{value} is outside the bin range [{start}, {end}) (--out-of-range error); \
+                 widen --range, or clip or drop such labels with --out-of-range"
+            ),
+        },
+        e => e.into(),
     }
 }
 

@@ -157,27 +157,29 @@ fn write_per_sample(
         path: path.to_string(),
         source,
     };
-    // Weights first (a bad label fails before any file is touched), then one atomic write.
-    let weights: Vec<Option<f64>> = labels
-        .values
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| density.sample_weight(y, i))
-        .collect::<std::result::Result<_, _>>()?;
-    dirkit_data::atomic::write_atomic(std::path::Path::new(path), |w| {
+    // Streamed into one atomic write: a bad label stops it, and the target is left untouched.
+    let mut bad_label = None;
+    let written = dirkit_core::atomic::write_atomic(std::path::Path::new(path), |w| {
         if labels.has_header {
             w.write_all(b"weight\n")?;
         }
-        for x in &weights {
-            match (x, numerics) {
-                (Some(x), Numerics::Reference) => writeln!(w, "{}", *x as f32),
+        for (i, &y) in labels.values.iter().enumerate() {
+            let weight = density.sample_weight(y, i).map_err(|e| {
+                bad_label = Some(e);
+                std::io::Error::other("bad label")
+            })?;
+            match (weight, numerics) {
+                (Some(x), Numerics::Reference) => writeln!(w, "{}", x as f32),
                 (Some(x), Numerics::F64) => writeln!(w, "{x}"),
                 (None, _) => writeln!(w),
             }?;
         }
         Ok(())
-    })
-    .map_err(io)
+    });
+    match bad_label {
+        Some(e) => Err(labels.locate(e)),
+        None => written.map_err(io),
+    }
 }
 
 struct Report<'a> {

@@ -50,15 +50,12 @@ pub fn save_checkpoint(
     let json = serde_json::to_vec(meta).map_err(candle_core::Error::wrap)?;
     let n = json.len();
     all.insert(META_KEY.into(), Tensor::from_vec(json, n, &Device::Cpu)?);
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file}.partial"));
-    candle_core::safetensors::save(&all, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    dirkit_core::atomic::replace_with(path, |tmp| {
+        candle_core::safetensors::save(&all, tmp).map_err(|e| std::io::Error::other(one_line(&e)))
+    })
+    .map_err(|e| {
         candle_core::Error::Msg(format!(
-            "{}: cannot move the checkpoint into place: {e}",
+            "{}: cannot save the checkpoint: {e}",
             path.display()
         ))
     })
@@ -164,7 +161,7 @@ mod tests {
             Tensor::new(&[1.5f64], &Device::Cpu).unwrap(),
         );
         save_checkpoint(&path, &vm, &extra, &("epoch", 7)).unwrap();
-        assert!(!dir.path().join(".last.safetensors.partial").exists());
+        assert!(!dirkit_core::atomic::partial_path(&path).exists());
         let vm2 = VarMap::new();
         let vb2 = VarBuilder::from_varmap(&vm2, DType::F32, &Device::Cpu);
         let _ = candle_nn::linear(3, 2, vb2.pp("l")).unwrap();
@@ -212,7 +209,7 @@ mod tests {
         let path = dir.path().join("last.safetensors");
         let good = linear_model(1);
         save_checkpoint(&path, &good, &HashMap::new(), &1u32).unwrap();
-        let partial = dir.path().join(".last.safetensors.partial");
+        let partial = dirkit_core::atomic::partial_path(&path);
 
         // A crash after part of the next save was written: the torn temporary file is never
         // read, the checkpoint is the previous one.

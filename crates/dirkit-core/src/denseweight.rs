@@ -130,8 +130,8 @@ struct HermiteBoxes {
     index: Vec<i64>,
     /// Range of each box's labels in the distinct values.
     span: Vec<(usize, usize)>,
-    /// Offset of each box's moments in `moments`, or `usize::MAX` for a term-by-term box.
-    offset: Vec<usize>,
+    /// Offset of each box's moments in `moments`; `None` for a box summed term by term.
+    offset: Vec<Option<usize>>,
     moments: Vec<f64>,
 }
 
@@ -177,7 +177,7 @@ impl HermiteBoxes {
             boxes.span.push((start, end));
             if end - start > terms {
                 let centre = boxes.centre(j);
-                boxes.offset.push(boxes.moments.len());
+                boxes.offset.push(Some(boxes.moments.len()));
                 let base = boxes.moments.len();
                 boxes.moments.resize(base + terms, 0.0);
                 for k in start..end {
@@ -197,7 +197,7 @@ impl HermiteBoxes {
                     *a /= fact;
                 }
             } else {
-                boxes.offset.push(usize::MAX);
+                boxes.offset.push(None);
             }
             start = end;
         }
@@ -230,26 +230,29 @@ impl HermiteBoxes {
                 continue;
             }
             let (start, end) = self.span[b];
-            if self.offset[b] == usize::MAX {
-                for k in start..end {
-                    let z = (y - values[k]) / self.width;
-                    total += multiplicity[k] as f64 * (-z * z).exp();
+            match self.offset[b] {
+                None => {
+                    for k in start..end {
+                        let z = (y - values[k]) / self.width;
+                        total += multiplicity[k] as f64 * (-z * z).exp();
+                    }
                 }
-            } else {
-                let a = &self.moments[self.offset[b]..self.offset[b] + self.terms];
-                let mut h_prev = (-t * t).exp();
-                let mut h = 2.0 * t * h_prev;
-                let mut s = a[0] * h_prev;
-                if self.terms > 1 {
-                    s += a[1] * h;
+                Some(at) => {
+                    let a = &self.moments[at..at + self.terms];
+                    let mut h_prev = (-t * t).exp();
+                    let mut h = 2.0 * t * h_prev;
+                    let mut s = a[0] * h_prev;
+                    if self.terms > 1 {
+                        s += a[1] * h;
+                    }
+                    for (n, &an) in a.iter().enumerate().skip(2) {
+                        let next = 2.0 * t * h - 2.0 * (n - 1) as f64 * h_prev;
+                        h_prev = h;
+                        h = next;
+                        s += an * h;
+                    }
+                    total += s;
                 }
-                for (n, &an) in a.iter().enumerate().skip(2) {
-                    let next = 2.0 * t * h - 2.0 * (n - 1) as f64 * h_prev;
-                    h_prev = h;
-                    h = next;
-                    s += an * h;
-                }
-                total += s;
             }
         }
         total
@@ -322,8 +325,7 @@ impl DenseWeight {
 
     /// `f` over `items`, split across the cores when there are many.
     fn map_parallel(&self, items: &[f64], f: impl Fn(&Self, f64) -> f64 + Sync) -> Vec<f64> {
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let parts = (items.len() / VALUES_PER_THREAD).clamp(1, cores);
+        let parts = crate::parallel::parts_of(items.len(), VALUES_PER_THREAD);
         if parts == 1 {
             return items.iter().map(|&y| f(self, y)).collect();
         }
@@ -348,8 +350,7 @@ impl DenseWeight {
         match &self.sum {
             KernelSum::Direct => self.density_exact(y),
             KernelSum::Hermite(boxes) => {
-                boxes.sum(y, &self.values, &self.multiplicity)
-                    / (self.n as f64 * self.bandwidth * (2.0 * std::f64::consts::PI).sqrt())
+                boxes.sum(y, &self.values, &self.multiplicity) / self.normaliser()
             }
         }
     }
@@ -413,6 +414,11 @@ impl DenseWeight {
                 self.multiplicity[k] as f64 * (-0.5 * z * z).exp()
             })
             .sum();
-        s / (self.n as f64 * h * (2.0 * std::f64::consts::PI).sqrt())
+        s / self.normaliser()
+    }
+
+    /// `N h √2π`, which turns a kernel sum into a density.
+    fn normaliser(&self) -> f64 {
+        self.n as f64 * self.bandwidth * (2.0 * std::f64::consts::PI).sqrt()
     }
 }

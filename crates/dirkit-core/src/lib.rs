@@ -1,6 +1,7 @@
 //! # dirkit-core
 //!
-//! The pure-Rust label-density core of dirkit (no Candle, no files): equal-width [`Binning`] of
+//! The pure-Rust label-density core of dirkit (no Candle; of files only [`atomic`], the
+//! all-or-nothing replacement every crate that writes shares): equal-width [`Binning`] of
 //! continuous targets, smoothing [`Kernel`] windows, label distribution smoothing and per-sample
 //! weights ([`LabelDensity`]), [`DenseWeight`], shot groups ([`ShotThresholds`]), the DIR
 //! evaluation report ([`RegressionReport`]), the label mixture of Balanced MSE's GAI
@@ -24,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod binning;
 pub mod calibration;
 pub mod classification;

@@ -29,7 +29,6 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod atomic;
 pub mod class_aware;
 pub mod dataset;
 pub mod difficulty;

@@ -246,7 +246,7 @@ pub fn write_index(out: &Path, rows: &[(PathBuf, f64, Split)], overwrite: bool) 
     if !overwrite && out.exists() {
         return Err(err("already exists (refusing to overwrite it)".into()));
     }
-    crate::atomic::write_atomic(out, |w| {
+    dirkit_core::atomic::write_atomic(out, |w| {
         let mut csv = csv::Writer::from_writer(w);
         csv.write_record(["age", "path", "split"])?;
         for (path, age, split) in rows {

@@ -3,7 +3,10 @@
 //! (diagonal and full covariance); Balanced MSE's GAI on a mixture fitted to fewer distinct
 //! labels than components; and the focal and GHM-R losses when every error is the same.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::flat;
 use dirkit_nn::fds::{Covariance, Fds, FdsConfig, FullCovariance};
 use dirkit_nn::loss::elementwise::{FocalConfig, focal_l1, focal_mse};
 use dirkit_nn::loss::ghm::{GhmR, GhmRConfig};
@@ -18,15 +21,6 @@ fn batch(scale: f64, seed: u64) -> (Tensor, Tensor) {
         Tensor::from_vec(x, (n, d), &Device::Cpu).unwrap(),
         Tensor::from_vec(y, n, &Device::Cpu).unwrap(),
     )
-}
-
-fn flat(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 #[test]

@@ -93,36 +93,28 @@ fn write_figure(path: &Path, figure: &impl Draw) -> Result<(), String> {
         _ => return Err(fail(&"unsupported extension (expected .svg or .png)")),
     };
     register_embedded_font().map_err(|e| fail(&e))?;
-    // Drawn into a temporary sibling (same extension, so the PNG encoder is chosen the same
-    // way) and renamed over `path`: a failure never leaves a torn figure or loses the old one.
-    let name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = extension.as_deref().unwrap_or("svg");
-    let tmp = path.with_file_name(format!(".{name}.{}.partial.{ext}", std::process::id()));
-    let drawn = match format {
+    // Drawn into a temporary sibling with the same extension (so the PNG encoder is chosen the
+    // same way) and renamed over `path`: a failure never leaves a torn figure or loses the old
+    // one.
+    let drawing_error = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    dirkit_core::atomic::replace_with(path, |tmp| match format {
         Format::Svg => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-                draw_panels(figure, &root).map_err(|e| fail(&e))?;
+                draw_panels(figure, &root).map_err(|e| drawing_error(&e))?;
             }
-            std::fs::write(&tmp, svg).map_err(|e| fail(&e))
+            std::fs::write(tmp, svg)
         }
         Format::Png => {
             // Creating the file first reports a bad directory or permission as a plain I/O error;
             // the bitmap backend only touches the file when it saves.
-            std::fs::File::create(&tmp).map_err(|e| fail(&e))?;
-            let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
-            draw_panels(figure, &root).map_err(|e| fail(&e))
+            std::fs::File::create(tmp)?;
+            let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
+            draw_panels(figure, &root).map_err(|e| drawing_error(&e))
         }
-    };
-    let moved = drawn.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| fail(&e)));
-    if moved.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    moved
+    })
+    .map_err(|e| fail(&e))
 }
 
 /// Registers the embedded font once per process; every later call reports the first outcome.

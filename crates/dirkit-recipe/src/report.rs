@@ -214,7 +214,7 @@ pub fn write_predictions_with_sigma(
 /// Writes `bytes` to `path` through a temporary file in the same folder renamed into place, so
 /// that a crash or a full disk never leaves a torn file or loses the previous one.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    dirkit_data::atomic::write_atomic(path, |w| w.write_all(bytes))
+    dirkit_core::atomic::write_atomic(path, |w| w.write_all(bytes))
         .map_err(|e| RecipeError::io(path, e))
 }
 
