@@ -24,6 +24,10 @@ pub enum Command {
     /// Rebalance a table by relevance: random over/under-sampling, Gaussian noise, SMOTER, SMOGN
     /// or WERCS; writes a CSV with the input's columns.
     Resample(ResampleArgs),
+    /// Choose the DIR method and its strength for a table by relevance-stratified
+    /// cross-validation, with the cost on the common values; the chosen configuration is then
+    /// checked on a held-out test part.
+    Select(SelectArgs),
     /// Write the age,path,split index of a folder of id_name_age_gender.jpg face images, with
     /// per-age balanced val/test sets (the AgeDB-DIR / IMDB-WIKI-DIR recipe).
     Split(SplitArgs),
@@ -435,4 +439,98 @@ pub struct SplitArgs {
     /// When names do not parse, list every one (default: the first five and a count).
     #[arg(long)]
     pub list_bad: bool,
+}
+
+/// `--learner` values of `dirkit select`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LearnerArg {
+    /// Weighted ridge regression: seconds; the weights and the resamplers.
+    Ridge,
+    /// A two-layer MLP with dirkit's heads: minutes; adds Balanced MSE, ConR, RnC, UVOTE, VIR.
+    Mlp,
+    /// Both learners.
+    All,
+}
+
+/// `--objective` values of `dirkit select`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Few-shot MAE (lower is better).
+    FewMae,
+    /// SERA, the squared error-relevance area (lower is better).
+    Sera,
+    /// Utility-based F1 at the relevance threshold (higher is better).
+    F1,
+    /// Balanced MAE, the mean per-bin MAE (lower is better).
+    BalancedMae,
+}
+
+/// `dirkit select`.
+#[derive(Debug, Args)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Every candidate is fitted on the training part of each fold only: φ, bins, \
+weights, resampled rows and feature scaling never see the validation part. Folds are stratified \
+on the target and on φ's rare bumps. Candidates: plain; LDS weights of strength α (0.25, 0.5, \
+0.75, 1); DenseWeight α (0.5, 1, 1.5, 2); RO, RU, GN, SMOTER, SMOGN, WERCS at φ thresholds 0.5 \
+and 0.8; for the MLP Balanced MSE, ConR, RnC, UVOTE and VIR; blends of plain with the best \
+re-weighted model (λ 0.25, 0.5, 0.75).\n\nExamples:\n  dirkit select \
+datasets/abalone/abalone.csv --target rings\n  dirkit select datasets/wine-quality/winequality-red.csv \
+--target quality --learner all --objective sera --format json > wine.json\n  dirkit select \
+houses.csv --target price --nominal district --methods lds,smogn --max-all-loss 0.05 --plot figs"
+)]
+pub struct SelectArgs {
+    /// CSV/TSV file with a header row.
+    #[arg(value_name = "FILE")]
+    pub input: String,
+    /// The numeric target column.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Columns holding categories even when they look numeric (comma-separated names).
+    #[arg(long, value_name = "COL,…")]
+    pub nominal: Option<String>,
+    /// The learners to try.
+    #[arg(long, value_enum, default_value_t = LearnerArg::Ridge)]
+    pub learner: LearnerArg,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub folds: usize,
+    /// Repetitions of the K folds, each with its own shuffle.
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    pub repeats: usize,
+    /// Share of rows held out to check the choice (0 selects on every row, with no check).
+    #[arg(long, default_value_t = 0.2, value_name = "F")]
+    pub test_size: f64,
+    /// What the choice optimises.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::FewMae)]
+    pub objective: ObjectiveArg,
+    /// Largest accepted loss in overall MAE against plain, relative (0.02 = 2 % worse).
+    #[arg(long, default_value_t = 0.02, value_name = "F")]
+    pub max_all_loss: f64,
+    /// Method families to try, comma-separated (plain is always in): lds, denseweight,
+    /// balanced-mse, conr, rnc, uvote, vir, ro, ru, gn, smoter, smogn, wercs, blend
+    /// [default: all].
+    #[arg(long, value_name = "M,…")]
+    pub methods: Option<String>,
+    /// Relevance threshold: rows with φ ≥ T are rare (stratification, F1).
+    #[arg(long, default_value_t = 0.8, value_name = "T")]
+    pub threshold: f64,
+    /// MLP training epochs.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub epochs: usize,
+    /// Seed of the folds, the resamplers and the MLP.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// How φ is built.
+    #[command(flatten)]
+    pub phi: PhiArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also write the Pareto figure as DIR/pareto.png and DIR/pareto.svg (DIR is created).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<String>,
+    /// Overwrite the figures if they exist.
+    #[arg(long)]
+    pub force: bool,
 }

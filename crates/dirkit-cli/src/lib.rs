@@ -4,7 +4,8 @@
 //!
 //! Subcommands: effective-density reweighting tables (`dirkit weights`), per-shot evaluation
 //! reports (`dirkit eval`), balanced dataset splits (`dirkit split`), the relevance function φ
-//! (`dirkit relevance`) and relevance-based resampling of tables (`dirkit resample`). A thin
+//! (`dirkit relevance`) and relevance-based resampling of tables (`dirkit resample`) and method selection by
+//! cross-validation (`dirkit select`). A thin
 //! layer over dirkit-core, dirkit-tabular and dirkit-data.
 
 pub mod args;
@@ -15,6 +16,7 @@ pub mod labels;
 pub mod output;
 pub mod phi;
 pub mod resample;
+pub mod select;
 pub mod split;
 pub mod table;
 pub mod weights;
@@ -32,5 +34,6 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
         Command::Split(a) => split::run(a, out),
         Command::Relevance(a) => phi::run(a, out),
         Command::Resample(a) => resample::run(a, out),
+        Command::Select(a) => select::run(a, out),
     }
 }

@@ -18,7 +18,12 @@ impl PhiArgs {
         if let Some(spec) = &self.control {
             return Ok(Relevance::from_control_points(&parse_control(spec)?)?);
         }
-        let config = RelevanceConfig {
+        Ok(Relevance::from_targets(values, &self.config())?)
+    }
+
+    /// The box-plot settings of the automatic control points.
+    pub fn config(&self) -> RelevanceConfig {
+        RelevanceConfig {
             extremes: match self.extremes {
                 ExtremesArg::Both => Extremes::Both,
                 ExtremesArg::High => Extremes::High,
@@ -30,8 +35,12 @@ impl PhiArgs {
                 BoxPlotArg::Smogn => BoxPlot::Smogn,
                 BoxPlotArg::Adjusted => BoxPlot::Adjusted,
             },
-        };
-        Ok(Relevance::from_targets(values, &config)?)
+        }
+    }
+
+    /// The given control points, if any.
+    pub fn control_points(&self) -> Result<Option<Vec<ControlPoint>>> {
+        self.control.as_deref().map(parse_control).transpose()
     }
 
     /// One line saying where φ came from.

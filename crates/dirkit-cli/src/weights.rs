@@ -127,6 +127,7 @@ pub fn describe(c: &LdsConfig) -> String {
             format!("inverse (counts clipped to [{clip_min}, {clip_max}])")
         }
         Reweight::SqrtInverse => "sqrt-inverse".to_string(),
+        Reweight::Power { alpha } => format!("power α={alpha}"),
         Reweight::EffectiveNumber { beta } => format!("effective-number β={beta}"),
     };
     let lds = match &c.lds {

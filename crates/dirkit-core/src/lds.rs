@@ -32,6 +32,13 @@ pub enum Reweight {
     },
     /// `sqrt(n_b)`, no clip (the LDS paper's `sqrt_inv`).
     SqrtInverse,
+    /// `n_b^α`, no clip: a continuous strength between no re-weighting (α = 0) and the
+    /// inverse (α = 1); α = 0.5 is [`Reweight::SqrtInverse`]. With LDS the weights are inverse
+    /// to the smoothed `n_b^α`, so α = 0.5 is the paper's `sqrt_inv` exactly.
+    Power {
+        /// The exponent α in (0, 4].
+        alpha: f64,
+    },
     /// Effective number of samples `(1 - β^{n_b}) / (1 - β)` (Cui et al. 2019), `β ∈ (0, 1)`.
     EffectiveNumber {
         /// β in (0, 1); 0.99 to 0.9999 are usual.
@@ -66,6 +73,11 @@ impl Reweight {
                     return invalid("beta", beta, "a number in the open interval (0, 1)");
                 }
             }
+            Reweight::Power { alpha } => {
+                if !(alpha > 0.0 && alpha <= 4.0) {
+                    return invalid("alpha", alpha, "an exponent in (0, 4]");
+                }
+            }
             Reweight::None | Reweight::SqrtInverse => {}
         }
         Ok(())
@@ -78,6 +90,7 @@ impl Reweight {
             Reweight::None => n,
             Reweight::Inverse { clip_min, clip_max } => n.clamp(clip_min, clip_max),
             Reweight::SqrtInverse => n.sqrt(),
+            Reweight::Power { alpha } => n.powf(alpha),
             Reweight::EffectiveNumber { beta } => (1.0 - beta.powf(n)) / (1.0 - beta),
         }
     }

@@ -1,7 +1,7 @@
 //! dirkit's figures, written as SVG or PNG: the label density with its LDS smoothing and
 //! weights ([`write_lds_plot`]), a run's error per label value ([`write_error_by_label_plot`]),
 //! a target's relevance φ ([`write_relevance_plot`]), a comparison of methods over repeated
-//! runs ([`write_method_plot`]) and the calibration of predicted uncertainty
+//! runs ([`write_method_plot`]), a method selection's trade-off ([`write_pareto_plot`]) and the calibration of predicted uncertainty
 //! ([`write_uncertainty_plot`]).
 //!
 //! Text is laid out (and, in PNG, rasterised) with an embedded font registered through plotters'
@@ -14,6 +14,7 @@
 mod by_label;
 mod lds;
 mod methods;
+mod pareto;
 mod relevance;
 mod uncertainty;
 
@@ -28,6 +29,7 @@ use plotters::style::{FontStyle, register_font};
 pub use by_label::{LabelError, write_error_by_label_plot};
 pub use lds::write_lds_plot;
 pub use methods::{MethodPanel, MethodSeries, write_method_plot};
+pub use pareto::{ParetoPoint, write_pareto_plot};
 pub use relevance::write_relevance_plot;
 pub use uncertainty::write_uncertainty_plot;
 

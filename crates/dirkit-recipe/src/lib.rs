@@ -9,7 +9,9 @@
 //! - [`Trainer`]: the epoch loop with prefetching, progress bars, FDS's statistics pass,
 //!   validation, best/last checkpoints and exact resume; [`EvalReport`]: the test report by
 //!   shot, as a table, JSON and figures;
-//! - [`speed::measure`]: images/s of a configuration, data loading and compute apart.
+//! - [`speed::measure`]: images/s of a configuration, data loading and compute apart;
+//! - [`select`]: which DIR method, at what strength, for a table, by relevance-stratified
+//!   cross-validation (the engine behind `dirkit select` and `examples/tabular.rs`).
 //!
 //! `examples/age_estimation.rs` is the command line over this crate.
 
@@ -21,6 +23,7 @@ pub mod error;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod select;
 pub mod speed;
 
 pub use config::{

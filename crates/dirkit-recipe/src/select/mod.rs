@@ -1,0 +1,971 @@
+//! Method selection by cross-validation: which DIR method, at what strength, for *this* table,
+//! and what it costs on the common values.
+//!
+//! [`select`] evaluates every candidate (a [`Learner`] with a [`Method`]) on relevance-
+//! stratified K-fold splits ([`dirkit_core::relevance_folds`]). Everything a method learns from
+//! data (φ, the bins, the weights, the resampled rows, the feature standardisation) is fitted on
+//! the training part of each fold only, never on its validation part. Per fold it records MAE
+//! and RMSE overall and by shot, balanced MAE, SERA and the utility-based F1; over the folds,
+//! mean ± std. The user's [`Objective`] picks the winner among the candidates whose overall MAE
+//! is at most `max_all_loss` worse than the best plain learner's; if none beats plain on the
+//! objective, plain is chosen and [`Selection::beats_plain`] says so. The Pareto front of overall
+//! MAE against the objective shows the trade-off.
+//!
+//! [`holdout`] first keeps a stratified test part aside, selects on the rest, then reports the
+//! chosen configuration, plain and always-LDS on the untouched test part.
+
+mod learner;
+mod method;
+
+pub use learner::MlpConfig;
+pub use method::{
+    FAMILIES, FitSettings, Learner, Method, fit_predict, lds_weights, take_rows, training_bins,
+};
+
+use dirkit_core::relevance::{ControlPoint, Relevance, RelevanceConfig};
+use dirkit_core::{FoldConfig, OutOfRange, RegressionReport, ShotThresholds, SplitMix64};
+use dirkit_tabular::{Frame, Method as Resampler};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RecipeError, Result};
+
+/// What the selection optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Few-shot MAE (lower is better): the error on the rare target values.
+    FewMae,
+    /// SERA, the squared error-relevance area (lower is better).
+    Sera,
+    /// Utility-based F1 at the relevance threshold (higher is better).
+    F1,
+    /// Balanced MAE, the mean of the per-bin MAEs (lower is better).
+    BalancedMae,
+}
+
+impl Objective {
+    /// Its name on the command line: `few-mae`, `sera`, `f1`, `balanced-mae`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::FewMae => "few-mae",
+            Objective::Sera => "sera",
+            Objective::F1 => "f1",
+            Objective::BalancedMae => "balanced-mae",
+        }
+    }
+
+    /// Whether larger values are better (F1).
+    pub fn maximise(self) -> bool {
+        self == Objective::F1
+    }
+
+    /// The objective's figure in a set of scores.
+    pub fn of(self, s: &Scores) -> Option<f64> {
+        match self {
+            Objective::FewMae => s.mae_few,
+            Objective::Sera => s.sera,
+            Objective::F1 => s.f1,
+            Objective::BalancedMae => s.balanced_mae,
+        }
+    }
+
+    /// The figure as a loss (F1 negated), so that lower is always better.
+    fn loss(self, v: f64) -> f64 {
+        if self.maximise() { -v } else { v }
+    }
+}
+
+/// The figures of one fit on one validation part (or their mean over the folds). `None` where
+/// a group is empty (no few-shot row in the fold, say).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Scores {
+    /// MAE over every row, target units.
+    pub mae_all: Option<f64>,
+    /// MAE of the many-shot rows (training bins with more than 100 rows).
+    pub mae_many: Option<f64>,
+    /// MAE of the medium-shot rows.
+    pub mae_medium: Option<f64>,
+    /// MAE of the few-shot rows (training bins with fewer than 20 rows).
+    pub mae_few: Option<f64>,
+    /// RMSE over every row.
+    pub rmse_all: Option<f64>,
+    /// RMSE of the many-shot rows.
+    pub rmse_many: Option<f64>,
+    /// RMSE of the medium-shot rows.
+    pub rmse_medium: Option<f64>,
+    /// RMSE of the few-shot rows.
+    pub rmse_few: Option<f64>,
+    /// Mean over the validation bins of the per-bin MAE.
+    pub balanced_mae: Option<f64>,
+    /// SERA over every row (step 0.001), target units squared.
+    pub sera: Option<f64>,
+    /// Utility-based F1 at the relevance threshold.
+    pub f1: Option<f64>,
+}
+
+impl Scores {
+    const FIELDS: usize = 11;
+
+    fn values(&self) -> [Option<f64>; Self::FIELDS] {
+        [
+            self.mae_all,
+            self.mae_many,
+            self.mae_medium,
+            self.mae_few,
+            self.rmse_all,
+            self.rmse_many,
+            self.rmse_medium,
+            self.rmse_few,
+            self.balanced_mae,
+            self.sera,
+            self.f1,
+        ]
+    }
+
+    fn from_values(v: [Option<f64>; Self::FIELDS]) -> Self {
+        Self {
+            mae_all: v[0],
+            mae_many: v[1],
+            mae_medium: v[2],
+            mae_few: v[3],
+            rmse_all: v[4],
+            rmse_many: v[5],
+            rmse_medium: v[6],
+            rmse_few: v[7],
+            balanced_mae: v[8],
+            sera: v[9],
+            f1: v[10],
+        }
+    }
+
+    /// Scores `pred` against `truth`: shots from the training part's histogram (`train_y`,
+    /// Freedman–Diaconis bins), SERA and F1 with φ of the training part at `threshold`.
+    pub fn compute(
+        pred: &[f64],
+        truth: &[f64],
+        train_y: &[f64],
+        relevance: &Relevance,
+        threshold: f64,
+    ) -> Result<Self> {
+        let binning = training_bins(train_y)?;
+        let (counts, _) = binning.counts(train_y, OutOfRange::Clip)?;
+        let r = RegressionReport::compute(
+            pred,
+            truth,
+            &binning,
+            &counts,
+            ShotThresholds::default(),
+            OutOfRange::Clip,
+        )?
+        .with_sera(
+            pred,
+            truth,
+            &binning,
+            &counts,
+            OutOfRange::Clip,
+            relevance,
+            0.001,
+        )?;
+        let f1 = if truth.len() >= 2 {
+            Some(dirkit_core::relevance::utility_scores(pred, truth, relevance, threshold, 1.0)?.f_score)
+                .filter(|v| v.is_finite())
+        } else {
+            None
+        };
+        Ok(Self {
+            mae_all: r.all.mae,
+            mae_many: r.many.mae,
+            mae_medium: r.medium.mae,
+            mae_few: r.few.mae,
+            rmse_all: r.all.rmse,
+            rmse_many: r.many.rmse,
+            rmse_medium: r.medium.rmse,
+            rmse_few: r.few.rmse,
+            balanced_mae: r.balanced_mae,
+            sera: r.all.sera,
+            f1,
+        })
+    }
+}
+
+/// Settings of [`select`]. Defaults: both learners, every family, 5 folds × 1 repeat, rare at
+/// φ ≥ 0.8, few-shot MAE, at most 2 % worse overall MAE than plain, seed 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectConfig {
+    /// The learners to try.
+    pub learners: Vec<Learner>,
+    /// The method families to try (names from [`FAMILIES`]); plain is always included.
+    pub families: Vec<String>,
+    /// The folds: splits, repeats, the relevance threshold that stratifies them and the seed.
+    pub folds: FoldConfig,
+    /// How φ is built from each training part's targets (the box plot).
+    pub relevance: RelevanceConfig,
+    /// Fixed control points of φ instead of the box plot (the same φ for every part).
+    pub control: Option<Vec<ControlPoint>>,
+    /// LDS strengths α (default 0.25, 0.5, 0.75, 1).
+    pub lds_alphas: Vec<f64>,
+    /// DenseWeight strengths α (default 0.5, 1, 1.5, 2).
+    pub denseweight_alphas: Vec<f64>,
+    /// Relevance thresholds of the resamplers (default 0.5, 0.8).
+    pub resample_thresholds: Vec<f64>,
+    /// Shares λ of the re-weighted model in the blends (default 0.25, 0.5, 0.75); the largest
+    /// λ in steps of 0.05 within the overall-MAE limit is added.
+    pub blend_lambdas: Vec<f64>,
+    /// What to optimise.
+    pub objective: Objective,
+    /// Largest accepted relative loss in overall MAE against the best plain learner (0.02 = 2 %).
+    pub max_all_loss: f64,
+    /// Ridge penalty on standardised features (default 1).
+    pub ridge_lambda: f64,
+    /// The MLP's settings.
+    pub mlp: MlpConfig,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        Self {
+            learners: vec![Learner::Ridge, Learner::Mlp],
+            families: FAMILIES.iter().map(|s| s.to_string()).collect(),
+            folds: FoldConfig::default(),
+            relevance: RelevanceConfig::default(),
+            control: None,
+            lds_alphas: vec![0.25, 0.5, 0.75, 1.0],
+            denseweight_alphas: vec![0.5, 1.0, 1.5, 2.0],
+            resample_thresholds: vec![0.5, 0.8],
+            blend_lambdas: vec![0.25, 0.5, 0.75],
+            objective: Objective::FewMae,
+            max_all_loss: 0.02,
+            ridge_lambda: 1.0,
+            mlp: MlpConfig::default(),
+        }
+    }
+}
+
+impl SelectConfig {
+    /// Checks the settings before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.learners.is_empty() {
+            return Err(RecipeError::config("no learner to try"));
+        }
+        for f in &self.families {
+            if !FAMILIES.contains(&f.as_str()) {
+                return Err(RecipeError::config(format!(
+                    "unknown method family '{f}': expected one of {}",
+                    FAMILIES.join(", ")
+                )));
+            }
+        }
+        if !(self.max_all_loss.is_finite() && self.max_all_loss >= 0.0) {
+            return Err(RecipeError::config(format!(
+                "max_all_loss = {}: expected a fraction ≥ 0 (0.02 = 2 % worse overall MAE)",
+                self.max_all_loss
+            )));
+        }
+        let check = |what: &str, v: &[f64], ok: &dyn Fn(f64) -> bool, expected: &str| {
+            match v.iter().find(|&&x| !ok(x)) {
+                Some(x) => Err(RecipeError::config(format!("{what} {x}: expected {expected}"))),
+                None => Ok(()),
+            }
+        };
+        check("LDS α", &self.lds_alphas, &|a| a > 0.0 && a <= 4.0, "a strength in (0, 4]")?;
+        check(
+            "DenseWeight α",
+            &self.denseweight_alphas,
+            &|a| a > 0.0 && a.is_finite(),
+            "a positive strength",
+        )?;
+        check(
+            "resampling threshold",
+            &self.resample_thresholds,
+            &|t| t > 0.0 && t <= 1.0,
+            "a relevance in (0, 1]",
+        )?;
+        check(
+            "blend λ",
+            &self.blend_lambdas,
+            &|l| l > 0.0 && l < 1.0,
+            "a share in (0, 1)",
+        )?;
+        if self.mlp.epochs == 0 || self.mlp.hidden == 0 || self.mlp.batch == 0 {
+            return Err(RecipeError::config(
+                "the MLP needs at least one epoch, hidden unit and row per batch",
+            ));
+        }
+        if !(self.ridge_lambda.is_finite() && self.ridge_lambda > 0.0) {
+            return Err(RecipeError::config(format!(
+                "ridge λ = {}: expected a positive number",
+                self.ridge_lambda
+            )));
+        }
+        Ok(())
+    }
+
+    fn has(&self, family: &str) -> bool {
+        family == "plain" || self.families.iter().any(|f| f == family)
+    }
+
+    /// The fitted candidates (blends are formed afterwards), learner by learner, in report order.
+    pub fn candidates(&self) -> Vec<(Learner, Method)> {
+        let mut out = Vec::new();
+        for &learner in &self.learners {
+            let mut push = |m: Method| {
+                if self.has(m.family()) && !(learner == Learner::Ridge && m.network_only()) {
+                    out.push((learner, m));
+                }
+            };
+            push(Method::Plain);
+            for &alpha in &self.lds_alphas {
+                push(Method::Lds { alpha });
+            }
+            for &alpha in &self.denseweight_alphas {
+                push(Method::DenseWeight { alpha });
+            }
+            for m in [
+                Method::BalancedMse,
+                Method::Conr,
+                Method::Rnc,
+                Method::Uvote,
+                Method::Vir,
+            ] {
+                push(m);
+            }
+            for r in [
+                Resampler::Ro,
+                Resampler::Ru,
+                Resampler::Gn,
+                Resampler::Smoter,
+                Resampler::Smogn,
+                Resampler::Wercs,
+            ] {
+                let thresholds = if r == Resampler::Wercs {
+                    &self.resample_thresholds[..self.resample_thresholds.len().min(1)]
+                } else {
+                    &self.resample_thresholds[..]
+                };
+                for &threshold in thresholds {
+                    push(Method::Resample {
+                        method: r,
+                        threshold,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Mean ± sample standard deviation of one figure over the folds where it is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Mean over the folds.
+    pub mean: f64,
+    /// Sample standard deviation over the folds (0 for one fold).
+    pub std: f64,
+    /// Folds where the figure is defined.
+    pub n: usize,
+}
+
+/// The summary of one figure per [`Scores`] field.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Overall MAE.
+    pub mae_all: Option<Stat>,
+    /// Many-shot MAE.
+    pub mae_many: Option<Stat>,
+    /// Medium-shot MAE.
+    pub mae_medium: Option<Stat>,
+    /// Few-shot MAE.
+    pub mae_few: Option<Stat>,
+    /// Overall RMSE.
+    pub rmse_all: Option<Stat>,
+    /// Many-shot RMSE.
+    pub rmse_many: Option<Stat>,
+    /// Medium-shot RMSE.
+    pub rmse_medium: Option<Stat>,
+    /// Few-shot RMSE.
+    pub rmse_few: Option<Stat>,
+    /// Balanced MAE.
+    pub balanced_mae: Option<Stat>,
+    /// SERA.
+    pub sera: Option<Stat>,
+    /// Utility-based F1.
+    pub f1: Option<Stat>,
+}
+
+impl Summary {
+    fn of(folds: &[Scores]) -> Self {
+        let stat = |k: usize| {
+            let v: Vec<f64> = folds.iter().filter_map(|s| s.values()[k]).collect();
+            if v.is_empty() {
+                return None;
+            }
+            let n = v.len();
+            let mean = v.iter().sum::<f64>() / n as f64;
+            let std = if n > 1 {
+                (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+            } else {
+                0.0
+            };
+            Some(Stat { mean, std, n })
+        };
+        Self {
+            mae_all: stat(0),
+            mae_many: stat(1),
+            mae_medium: stat(2),
+            mae_few: stat(3),
+            rmse_all: stat(4),
+            rmse_many: stat(5),
+            rmse_medium: stat(6),
+            rmse_few: stat(7),
+            balanced_mae: stat(8),
+            sera: stat(9),
+            f1: stat(10),
+        }
+    }
+
+    /// The means as [`Scores`].
+    pub fn means(&self) -> Scores {
+        let s = [
+            self.mae_all,
+            self.mae_many,
+            self.mae_medium,
+            self.mae_few,
+            self.rmse_all,
+            self.rmse_many,
+            self.rmse_medium,
+            self.rmse_few,
+            self.balanced_mae,
+            self.sera,
+            self.f1,
+        ];
+        Scores::from_values(s.map(|x| x.map(|s| s.mean)))
+    }
+}
+
+/// One candidate's cross-validated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateResult {
+    /// `learner/method`, e.g. `ridge/lds-a0.5`.
+    pub name: String,
+    /// The learner.
+    pub learner: Learner,
+    /// The method.
+    pub method: Method,
+    /// For a blend, the re-weighted candidate it mixes with plain.
+    pub blend_of: Option<String>,
+    /// Per-fold figures, repeat by repeat.
+    pub folds: Vec<Scores>,
+    /// Mean ± std over the folds.
+    pub summary: Summary,
+    /// Why the candidate could not be evaluated (e.g. a resampler found nothing rare in a
+    /// fold); such a candidate is never chosen.
+    pub error: Option<String>,
+    /// Whether its overall MAE meets the constraint.
+    pub feasible: bool,
+    /// Whether it is on the Pareto front of overall MAE against the objective.
+    pub pareto: bool,
+}
+
+impl CandidateResult {
+    /// The mean objective value, if defined.
+    pub fn objective(&self, o: Objective) -> Option<f64> {
+        o.of(&self.summary.means())
+    }
+}
+
+/// The result of [`select`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Every candidate, in report order (learner, then method; blends last).
+    pub candidates: Vec<CandidateResult>,
+    /// Index of the reference: the plain learner with the lowest overall MAE.
+    pub reference: usize,
+    /// Index of the chosen candidate (the reference when nothing beats it).
+    pub chosen: usize,
+    /// Whether the chosen candidate beats plain on the objective within the constraint.
+    pub beats_plain: bool,
+    /// The chosen candidate's overall-MAE change against the reference, relative (+0.01 = 1 %
+    /// worse).
+    pub all_change: f64,
+    /// A plain-language verdict: what was chosen, what it gains and costs.
+    pub verdict: String,
+    /// The settings of the run.
+    pub config: SelectConfig,
+    /// Rows the folds were cut from.
+    pub rows: usize,
+}
+
+/// One finished (candidate, fold) evaluation.
+struct Job {
+    preds: Vec<f64>,
+    scores: Scores,
+}
+
+/// Per-fold data shared by the candidates: the two parts, φ of the training part.
+struct FoldData {
+    train: Frame,
+    valid: Frame,
+    y_train: Vec<f64>,
+    y_valid: Vec<f64>,
+    relevance: Relevance,
+}
+
+/// φ of a training part: from its box plot, or the configured control points.
+fn relevance_of(config: &SelectConfig, y: &[f64]) -> Result<Relevance> {
+    Ok(match &config.control {
+        Some(points) => Relevance::from_control_points(points)?,
+        None => Relevance::from_targets(y, &config.relevance)?,
+    })
+}
+
+/// The seed of the fits on fold `f` (the resamplers' and the MLP's draws) in a run seeded with
+/// `seed`, so that one fold's figures can be recomputed alone.
+pub fn fold_seed(seed: u64, f: usize) -> u64 {
+    SplitMix64::new(seed ^ 0x5e1e_c7ed ^ ((f as u64) << 20)).next_u64()
+}
+
+/// Checks the table: a numeric, non-constant target and at least one feature column.
+fn check_table(frame: &Frame, target: usize) -> Result<&[f64]> {
+    let y = method::numbers(frame, target)?;
+    if frame.columns.len() < 2 {
+        return Err(RecipeError::config(format!(
+            "the table has only its target '{}': selection needs feature columns to learn from",
+            frame.names[target]
+        )));
+    }
+    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+        return Err(RecipeError::config(format!(
+            "the target '{}' is {} in row {}: expected finite numbers",
+            frame.names[target],
+            y[i],
+            i + 1
+        )));
+    }
+    if y.iter().all(|&v| v == y[0]) {
+        return Err(RecipeError::config(format!(
+            "the target '{}' is constant (every row is {}): there is nothing to predict",
+            frame.names[target], y[0]
+        )));
+    }
+    Ok(y)
+}
+
+/// Cross-validates every candidate of `config` on `frame` (target column `target`) and chooses
+/// one; see the module docs. `progress(done, total)` is called after each (candidate, fold)
+/// fit, from any thread. The candidates run in parallel; the result is the same for a seed at
+/// every thread count.
+pub fn select(
+    frame: &Frame,
+    target: usize,
+    config: &SelectConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Selection> {
+    config.validate()?;
+    let y = check_table(frame, target)?;
+    let phi_all = relevance_of(config, y)?.phi_all(y);
+    let folds = dirkit_core::relevance_folds(y, &phi_all, &config.folds)?;
+    let data: Vec<FoldData> = folds
+        .iter()
+        .map(|f| {
+            let train = take_rows(frame, &f.train);
+            let valid = take_rows(frame, &f.test);
+            let y_train: Vec<f64> = f.train.iter().map(|&i| y[i]).collect();
+            let y_valid: Vec<f64> = f.test.iter().map(|&i| y[i]).collect();
+            let relevance = relevance_of(config, &y_train)?;
+            Ok(FoldData {
+                train,
+                valid,
+                y_train,
+                y_valid,
+                relevance,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let cands = config.candidates();
+    let total = cands.len() * data.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Vec<Result<Job>> = (0..total)
+        .into_par_iter()
+        .map(|j| {
+            let (learner, method) = cands[j / data.len()];
+            let f = j % data.len();
+            let d = &data[f];
+            let settings = FitSettings {
+                relevance: &d.relevance,
+                ridge_lambda: config.ridge_lambda,
+                mlp: config.mlp,
+                seed: fold_seed(config.folds.seed, f),
+            };
+            let out = fit_predict(&d.train, &d.valid, target, learner, method, &settings)
+                .and_then(|preds| {
+                    let scores = Scores::compute(
+                        &preds,
+                        &d.y_valid,
+                        &d.y_train,
+                        &d.relevance,
+                        config.folds.threshold,
+                    )?;
+                    Ok(Job { preds, scores })
+                });
+            let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(k, total);
+            out
+        })
+        .collect();
+    let mut jobs = jobs.into_iter();
+    let mut results: Vec<CandidateResult> = Vec::new();
+    let mut preds: Vec<Option<Vec<Vec<f64>>>> = Vec::new();
+    for &(learner, method) in &cands {
+        let mut fold_scores = Vec::new();
+        let mut fold_preds = Vec::new();
+        let mut error = None;
+        for f in 0..data.len() {
+            match jobs.next() {
+                Some(Ok(job)) => {
+                    fold_scores.push(job.scores);
+                    fold_preds.push(job.preds);
+                }
+                Some(Err(e)) => {
+                    error.get_or_insert_with(|| format!("fold {}: {e}", f + 1));
+                }
+                None => {}
+            }
+        }
+        if error.is_some() {
+            fold_scores.clear();
+        }
+        preds.push(error.is_none().then_some(fold_preds));
+        results.push(CandidateResult {
+            name: format!("{}/{}", learner.name(), method.name()),
+            learner,
+            method,
+            blend_of: None,
+            summary: Summary::of(&fold_scores),
+            folds: fold_scores,
+            error,
+            feasible: false,
+            pareto: false,
+        });
+    }
+    if config.has("blend") {
+        add_blends(&mut results, &preds, &data, config)?;
+    }
+    choose(results, config, y.len())
+}
+
+/// Adds, per learner, the blends of plain with the best re-weighted candidate on the objective.
+fn add_blends(
+    results: &mut Vec<CandidateResult>,
+    preds: &[Option<Vec<Vec<f64>>>],
+    data: &[FoldData],
+    config: &SelectConfig,
+) -> Result<()> {
+    let o = config.objective;
+    for &learner in &config.learners {
+        let plain = results
+            .iter()
+            .position(|r| r.learner == learner && r.method == Method::Plain);
+        let best = (0..results.len())
+            .filter(|&i| results[i].learner == learner && results[i].method.rebalances())
+            .filter(|&i| preds[i].is_some())
+            .filter_map(|i| results[i].objective(o).map(|v| (i, o.loss(v))))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let (Some(p), Some((b, _))) = (plain, best) else {
+            continue;
+        };
+        let (Some(pp), Some(bp)) = (&preds[p], &preds[b]) else {
+            continue;
+        };
+        let blend = |lambda: f64| -> Result<Vec<Scores>> {
+            data.iter()
+                .enumerate()
+                .map(|(f, d)| {
+                    let mixed: Vec<f64> = pp[f]
+                        .iter()
+                        .zip(&bp[f])
+                        .map(|(a, b)| (1.0 - lambda) * a + lambda * b)
+                        .collect();
+                    Scores::compute(
+                        &mixed,
+                        &d.y_valid,
+                        &d.y_train,
+                        &d.relevance,
+                        config.folds.threshold,
+                    )
+                })
+                .collect()
+        };
+        // The largest share λ (in steps of 0.05) that keeps the overall MAE within the limit
+        // of this learner's plain: the most re-balancing the constraint affords.
+        let mae = |s: &[Scores]| Summary::of(s).mae_all.map(|m| m.mean);
+        let limit = results[p]
+            .summary
+            .mae_all
+            .map_or(f64::NAN, |m| m.mean * (1.0 + config.max_all_loss));
+        let mut tuned = None;
+        for k in (1..20).rev() {
+            let lambda = f64::from(k) * 0.05;
+            let lambda = (lambda * 100.0).round() / 100.0;
+            let folds = blend(lambda)?;
+            if mae(&folds).is_some_and(|m| m <= limit) {
+                tuned = Some(lambda);
+                break;
+            }
+        }
+        let mut lambdas = config.blend_lambdas.clone();
+        if let Some(t) = tuned
+            && !lambdas.contains(&t)
+        {
+            lambdas.push(t);
+        }
+        for lambda in lambdas {
+            let folds = blend(lambda)?;
+            let method = Method::Blend { lambda };
+            results.push(CandidateResult {
+                name: format!("{}/{}({})", learner.name(), method.name(), results[b].method.name()),
+                learner,
+                method,
+                blend_of: Some(results[b].name.clone()),
+                summary: Summary::of(&folds),
+                folds,
+                error: None,
+                feasible: false,
+                pareto: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Marks the feasible candidates and the Pareto front, and picks the winner.
+fn choose(
+    mut results: Vec<CandidateResult>,
+    config: &SelectConfig,
+    rows: usize,
+) -> Result<Selection> {
+    let o = config.objective;
+    let mae = |r: &CandidateResult| r.summary.mae_all.map(|s| s.mean);
+    let reference = (0..results.len())
+        .filter(|&i| results[i].method == Method::Plain && results[i].error.is_none())
+        .filter_map(|i| mae(&results[i]).map(|m| (i, m)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            RecipeError::config(format!(
+                "the plain learner could not be evaluated: {}",
+                results
+                    .iter()
+                    .find(|r| r.method == Method::Plain)
+                    .and_then(|r| r.error.clone())
+                    .unwrap_or_else(|| "no fold gave a score".into())
+            ))
+        })?;
+    let ref_mae = mae(&results[reference]).unwrap_or(f64::NAN);
+    let ref_obj = results[reference].objective(o);
+    if ref_obj.is_none() {
+        let hint = match o {
+            Objective::FewMae => {
+                "no validation fold holds a few-shot row (every training bin has 20 rows or \
+                 more): choose --objective sera, f1 or balanced-mae"
+            }
+            Objective::F1 => {
+                "F1 is undefined here (no rare row in any fold): choose --objective few-mae, \
+                 sera or balanced-mae"
+            }
+            _ => "choose another --objective",
+        };
+        return Err(RecipeError::config(format!(
+            "the objective {} has no value for plain: {hint}",
+            o.name()
+        )));
+    }
+    let limit = ref_mae * (1.0 + config.max_all_loss);
+    for r in results.iter_mut() {
+        r.feasible = r.error.is_none()
+            && mae(r).is_some_and(|m| m <= limit * (1.0 + 1e-12))
+            && r.objective(o).is_some();
+    }
+    let points: Vec<Option<(f64, f64)>> = results
+        .iter()
+        .map(|r| {
+            if r.error.is_some() {
+                return None;
+            }
+            Some((mae(r)?, o.loss(r.objective(o)?)))
+        })
+        .collect();
+    for i in 0..results.len() {
+        let Some((a, b)) = points[i] else { continue };
+        results[i].pareto = !points.iter().flatten().any(|&(c, d)| {
+            c <= a && d <= b && (c < a || d < b)
+        });
+    }
+    let best = (0..results.len())
+        .filter(|&i| results[i].feasible)
+        .filter_map(|i| results[i].objective(o).map(|v| (i, o.loss(v))))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(i, _)| i)
+        .unwrap_or(reference);
+    let ref_loss = o.loss(ref_obj.unwrap_or(f64::NAN));
+    let best_loss = results[best].objective(o).map(|v| o.loss(v));
+    let beats_plain = best != reference && best_loss.is_some_and(|b| b < ref_loss);
+    let chosen = if beats_plain { best } else { reference };
+    let all_change = mae(&results[chosen]).map_or(0.0, |m| m / ref_mae - 1.0);
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let verdict = if beats_plain {
+        format!(
+            "{} beats plain ({}) on {}: {} against {}, with overall MAE {} against {} ({:+.1} %, \
+             limit +{:.1} %)",
+            results[chosen].name,
+            results[reference].name,
+            o.name(),
+            fmt(results[chosen].objective(o)),
+            fmt(ref_obj),
+            fmt(mae(&results[chosen])),
+            fmt(Some(ref_mae)),
+            100.0 * all_change,
+            100.0 * config.max_all_loss
+        )
+    } else {
+        let tradeoff = results
+            .iter()
+            .filter(|r| r.error.is_none() && r.method != Method::Plain)
+            .filter_map(|r| Some((r, o.loss(r.objective(o)?))))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let mut v = format!(
+            "no candidate beats plain on {} within +{:.1} % overall MAE: use plain ({})",
+            o.name(),
+            100.0 * config.max_all_loss,
+            results[reference].name
+        );
+        if let Some((r, l)) = tradeoff
+            && l < ref_loss
+        {
+            v.push_str(&format!(
+                "; the best on {} is {} ({} against {}) at overall MAE {} ({:+.1} %)",
+                o.name(),
+                r.name,
+                fmt(r.objective(o)),
+                fmt(ref_obj),
+                fmt(mae(r)),
+                100.0 * (mae(r).unwrap_or(f64::NAN) / ref_mae - 1.0)
+            ));
+        }
+        v
+    };
+    Ok(Selection {
+        candidates: results,
+        reference,
+        chosen,
+        beats_plain,
+        all_change,
+        verdict,
+        config: config.clone(),
+        rows,
+    })
+}
+
+/// Held-out figures of one configuration: overall and few-shot MAE, SERA (and the rest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutScores {
+    /// `learner/method`.
+    pub name: String,
+    /// Its figures on the test part.
+    pub scores: Scores,
+}
+
+/// The result of [`holdout`]: the selection on the training part and the test-part figures of
+/// the chosen configuration, plain and always-LDS (α = 0.5, square-root-inverse weights) with
+/// the chosen learner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holdout {
+    /// The cross-validated selection on the training part.
+    pub selection: Selection,
+    /// Rows of the training part.
+    pub train_rows: usize,
+    /// Rows of the test part.
+    pub test_rows: usize,
+    /// The chosen configuration on the test part.
+    pub chosen: HoldoutScores,
+    /// The reference plain learner on the test part.
+    pub plain: HoldoutScores,
+    /// LDS (α 0.5) with the chosen learner on the test part.
+    pub lds: HoldoutScores,
+}
+
+/// Keeps a relevance-stratified `test_size` of the rows aside ([`dirkit_core::relevance_holdout`]),
+/// runs [`select`] on the rest, refits the chosen configuration, plain and always-LDS on the
+/// whole training part and scores them on the untouched test part.
+pub fn holdout(
+    frame: &Frame,
+    target: usize,
+    config: &SelectConfig,
+    test_size: f64,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Holdout> {
+    config.validate()?;
+    let y = check_table(frame, target)?;
+    let phi = relevance_of(config, y)?.phi_all(y);
+    let split = dirkit_core::relevance_holdout(
+        y,
+        &phi,
+        test_size,
+        config.folds.threshold,
+        config.folds.seed,
+    )?;
+    let train = take_rows(frame, &split.train);
+    let test = take_rows(frame, &split.test);
+    let selection = select(&train, target, config, progress)?;
+    let y_train = method::numbers(&train, target)?.to_vec();
+    let y_test = method::numbers(&test, target)?.to_vec();
+    let relevance = relevance_of(config, &y_train)?;
+    let settings = FitSettings {
+        relevance: &relevance,
+        ridge_lambda: config.ridge_lambda,
+        mlp: config.mlp,
+        seed: fold_seed(config.folds.seed, usize::MAX >> 12),
+    };
+    let fit = |learner: Learner, method: Method| -> Result<Vec<f64>> {
+        fit_predict(&train, &test, target, learner, method, &settings)
+    };
+    let score = |name: String, pred: Vec<f64>| -> Result<HoldoutScores> {
+        Ok(HoldoutScores {
+            name,
+            scores: Scores::compute(&pred, &y_test, &y_train, &relevance, config.folds.threshold)?,
+        })
+    };
+    let chosen = &selection.candidates[selection.chosen];
+    let reference = &selection.candidates[selection.reference];
+    let plain_pred = fit(reference.learner, Method::Plain)?;
+    let chosen_pred = match chosen.method {
+        Method::Plain => plain_pred.clone(),
+        Method::Blend { lambda } => {
+            let partner = selection
+                .candidates
+                .iter()
+                .find(|c| Some(&c.name) == chosen.blend_of.as_ref())
+                .ok_or_else(|| RecipeError::config("the blend's partner is missing"))?;
+            let a = if chosen.learner == reference.learner {
+                plain_pred.clone()
+            } else {
+                fit(chosen.learner, Method::Plain)?
+            };
+            let b = fit(partner.learner, partner.method)?;
+            a.iter()
+                .zip(&b)
+                .map(|(a, b)| (1.0 - lambda) * a + lambda * b)
+                .collect()
+        }
+        m => fit(chosen.learner, m)?,
+    };
+    let lds_pred = fit(chosen.learner, Method::Lds { alpha: 0.5 })?;
+    Ok(Holdout {
+        chosen: score(chosen.name.clone(), chosen_pred)?,
+        plain: score(reference.name.clone(), plain_pred)?,
+        lds: score(format!("{}/lds-a0.5", chosen.learner.name()), lds_pred)?,
+        train_rows: train.n_rows(),
+        test_rows: test.n_rows(),
+        selection,
+    })
+}
