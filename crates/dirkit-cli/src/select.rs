@@ -103,10 +103,11 @@ pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
             plot(&selection, &p, &a.input)?;
         }
     }
-    out.write_all(text.as_bytes()).map_err(|source| CliError::Io {
-        path: "<stdout>".into(),
-        source,
-    })
+    out.write_all(text.as_bytes())
+        .map_err(|source| CliError::Io {
+            path: "<stdout>".into(),
+            source,
+        })
 }
 
 /// The engine's settings from the flags.
@@ -565,10 +566,7 @@ fn json_report(a: &SelectArgs, s: &Selection, check: Option<&Holdout>, width: f6
                 "error": c.error,
             });
             if let Some(obj) = v.as_object_mut() {
-                obj.insert(
-                    "objective".into(),
-                    json!(c.objective(s.config.objective)),
-                );
+                obj.insert("objective".into(), json!(c.objective(s.config.objective)));
             }
             v
         })

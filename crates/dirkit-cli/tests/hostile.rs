@@ -431,6 +431,87 @@ fn relevance_cases() -> Vec<Case> {
     ]
 }
 
+fn select_cases() -> Vec<Case> {
+    let r = |name: &str, extra: &str, expect| {
+        Case::new(name, &format!("select t.csv --target y {extra}"), expect).file("t.csv", TABLE)
+    };
+    vec![
+        Case::new(
+            "select: a missing file",
+            "select nowhere.csv --target y",
+            fails(&["nowhere.csv"]),
+        ),
+        r(
+            "select: an unknown target",
+            "--target-typo",
+            fails(&["--target-typo"]),
+        ),
+        Case::new(
+            "select: a target that is not a column",
+            "select t.csv --target price",
+            fails(&["t.csv", "price"]),
+        )
+        .file("t.csv", TABLE),
+        Case::new(
+            "select: a text target",
+            "select t.csv --target c",
+            fails(&["t.csv", "--target c", "expected numbers"]),
+        )
+        .file("t.csv", TABLE),
+        Case::new(
+            "select: a constant target",
+            "select c.csv --target y",
+            fails(&["c.csv", "constant", "every row is 4"]),
+        )
+        .file("c.csv", b"x,y\n1,4\n2,4\n3,4\n4,4\n5,4\n6,4\n"),
+        Case::new(
+            "select: only the target",
+            "select c.csv --target y",
+            fails(&["c.csv", "feature columns"]),
+        )
+        .file("c.csv", b"y\n1\n2\n3\n4\n5\n60\n"),
+        Case::new(
+            "select: a bad cell",
+            "select c.csv --target y",
+            fails(&["c.csv", "oops"]),
+        )
+        .file("c.csv", b"x,y\n1,4\n2,oops\n3,4\n"),
+        r("select: one fold", "--folds 1", fails(&["--folds 1"])),
+        r("select: no repeat", "--repeats 0", fails(&["--repeats 0"])),
+        r(
+            "select: test size 1",
+            "--test-size 1",
+            fails(&["--test-size 1"]),
+        ),
+        r(
+            "select: a negative MAE allowance",
+            "--max-all-loss -0.1",
+            fails(&["--max-all-loss -0.1"]),
+        ),
+        r(
+            "select: an unknown method",
+            "--methods lds,smote",
+            fails(&["--methods", "'smote'", "smogn"]),
+        ),
+        r(
+            "select: a threshold above 1",
+            "--threshold 1.5",
+            fails(&["--threshold 1.5"]),
+        ),
+        r(
+            "select: more folds than rows",
+            "--folds 50 --test-size 0",
+            fails(&["n_splits", "fewer splits than rows"]),
+        ),
+        r(
+            "select: the figures exist",
+            "--plot figs --test-size 0 --folds 2",
+            fails(&["figs/pareto.png", "--force"]),
+        )
+        .file("figs/pareto.png", b"keep me"),
+    ]
+}
+
 fn resample_cases() -> Vec<Case> {
     let r = |name: &str, extra: &str, expect| {
         Case::new(name, &format!("resample t.csv --target y {extra}"), expect).file("t.csv", TABLE)
@@ -574,6 +655,7 @@ fn every_subcommand_survives_hostile_input() {
         eval_cases(),
         relevance_cases(),
         resample_cases(),
+        select_cases(),
         split_cases(),
     ]
     .into_iter()

@@ -186,9 +186,7 @@ pub fn relevance_holdout(
     }
     let n = y.len();
     if n < 2 {
-        return Err(CoreError::Empty(
-            "a hold-out split needs at least two rows",
-        ));
+        return Err(CoreError::Empty("a hold-out split needs at least two rows"));
     }
     let mut rng = SplitMix64::new(repeat_seed(seed, usize::MAX));
     let bumps = sorted_bumps(y, phi, threshold, &mut rng);
@@ -240,7 +238,10 @@ mod tests {
     #[test]
     fn holdout_takes_the_rounded_share() {
         let y: Vec<f64> = (0..101).map(|i| f64::from(i % 17)).collect();
-        let phi: Vec<f64> = y.iter().map(|&v| if v > 14.0 { 1.0 } else { 0.0 }).collect();
+        let phi: Vec<f64> = y
+            .iter()
+            .map(|&v| if v > 14.0 { 1.0 } else { 0.0 })
+            .collect();
         let f = relevance_holdout(&y, &phi, 0.2, 0.8, 3).unwrap();
         assert_eq!(f.test.len(), 20);
         assert_eq!(f.train.len() + f.test.len(), 101);

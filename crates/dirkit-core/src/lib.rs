@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod parallel;
 pub mod relevance;
 pub mod rng;
+pub mod selection;
 pub mod shots;
 pub mod special;
 

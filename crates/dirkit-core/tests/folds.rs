@@ -39,9 +39,15 @@ fn check_partition(folds: &[Fold], n: usize, k: usize) {
                 seen[i] += 1;
                 in_test[i] = true;
             }
-            assert!(f.train.iter().all(|&i| !in_test[i]), "train and test overlap");
+            assert!(
+                f.train.iter().all(|&i| !in_test[i]),
+                "train and test overlap"
+            );
         }
-        assert!(seen.iter().all(|&c| c == 1), "a row is not in exactly one test fold");
+        assert!(
+            seen.iter().all(|&c| c == 1),
+            "a row is not in exactly one test fold"
+        );
         let sizes: Vec<usize> = rep.iter().map(|f| f.test.len()).collect();
         let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
         assert!(hi - lo <= 1, "fold sizes {sizes:?}");
@@ -50,7 +56,13 @@ fn check_partition(folds: &[Fold], n: usize, k: usize) {
 
 #[test]
 fn folds_partition_and_share_every_bump() {
-    for (n, k, seed) in [(1000, 5, 0), (997, 5, 1), (333, 10, 2), (57, 3, 3), (12, 2, 4)] {
+    for (n, k, seed) in [
+        (1000, 5, 0),
+        (997, 5, 1),
+        (333, 10, 2),
+        (57, 3, 3),
+        (12, 2, 4),
+    ] {
         let y = skewed(n, seed);
         let phi = phi_of(&y);
         let config = FoldConfig {
@@ -63,7 +75,10 @@ fn folds_partition_and_share_every_bump() {
         assert_eq!(folds.len(), 3 * k);
         check_partition(&folds, n, k);
         let bs = bumps(&y, &phi, 0.8).unwrap();
-        assert!(bs.iter().any(|b| b.rare), "the test target should have a rare bump");
+        assert!(
+            bs.iter().any(|b| b.rare),
+            "the test target should have a rare bump"
+        );
         for rep in folds.chunks(k) {
             for b in &bs {
                 let m = b.rows.len();
@@ -112,26 +127,34 @@ fn folds_refuse_bad_settings() {
     let y = skewed(20, 1);
     let phi = phi_of(&y);
     let bad = |c: FoldConfig| relevance_folds(&y, &phi, &c).unwrap_err().to_string();
-    assert!(bad(FoldConfig {
-        n_splits: 1,
-        ..FoldConfig::default()
-    })
-    .contains("n_splits"));
-    assert!(bad(FoldConfig {
-        n_splits: 21,
-        ..FoldConfig::default()
-    })
-    .contains("fewer splits than rows"));
-    assert!(bad(FoldConfig {
-        n_repeats: 0,
-        ..FoldConfig::default()
-    })
-    .contains("n_repeats"));
-    assert!(bad(FoldConfig {
-        threshold: 1.5,
-        ..FoldConfig::default()
-    })
-    .contains("threshold"));
+    assert!(
+        bad(FoldConfig {
+            n_splits: 1,
+            ..FoldConfig::default()
+        })
+        .contains("n_splits")
+    );
+    assert!(
+        bad(FoldConfig {
+            n_splits: 21,
+            ..FoldConfig::default()
+        })
+        .contains("fewer splits than rows")
+    );
+    assert!(
+        bad(FoldConfig {
+            n_repeats: 0,
+            ..FoldConfig::default()
+        })
+        .contains("n_repeats")
+    );
+    assert!(
+        bad(FoldConfig {
+            threshold: 1.5,
+            ..FoldConfig::default()
+        })
+        .contains("threshold")
+    );
     let mut nan = y.clone();
     nan[3] = f64::NAN;
     assert!(

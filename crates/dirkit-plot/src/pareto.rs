@@ -118,7 +118,10 @@ impl Figure<'_> {
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
         if !many && front.len() > 1 {
             chart
-                .draw_series(std::iter::once(PathElement::new(front, BLUE.stroke_width(2))))?
+                .draw_series(std::iter::once(PathElement::new(
+                    front,
+                    BLUE.stroke_width(2),
+                )))?
                 .label("Pareto front")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
         }
@@ -136,11 +139,10 @@ impl Figure<'_> {
                         RED.stroke_width(2),
                     )))?;
                 }
-                chart.draw_series(std::iter::once(Text::new(
-                    p.name.clone(),
-                    (x, p.objective),
-                    (FAMILY, 13).into_font().color(&colour),
-                )))?;
+                let style = (FAMILY, 13).into_font().color(&colour);
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at((x, p.objective)) + Text::new(p.name.clone(), (7, -15), style),
+                ))?;
             }
         }
         if !many {

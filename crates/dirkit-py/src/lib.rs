@@ -40,7 +40,7 @@ fn check_finite(values: &[f64], name: &str) -> PyResult<()> {
     }
 }
 
-fn reweight(name: &str, beta: f64, clip: (f64, f64)) -> PyResult<Reweight> {
+fn reweight(name: &str, beta: f64, clip: (f64, f64), alpha: f64) -> PyResult<Reweight> {
     Ok(match name.replace('-', "_").as_str() {
         "none" => Reweight::None,
         "inverse" | "inv" => Reweight::Inverse {
@@ -49,9 +49,10 @@ fn reweight(name: &str, beta: f64, clip: (f64, f64)) -> PyResult<Reweight> {
         },
         "sqrt_inv" | "sqrt_inverse" => Reweight::SqrtInverse,
         "effective_number" => Reweight::EffectiveNumber { beta },
+        "power" => Reweight::Power { alpha },
         _ => {
             return Err(value_error(format!(
-                "reweight={name:?}: expected none, inverse, sqrt_inv or effective_number"
+                "reweight={name:?}: expected none, inverse, sqrt_inv, power or effective_number"
             )));
         }
     })
@@ -101,7 +102,7 @@ type LdsTable<'py> = (
 /// LDS: per-sample weights and the per-bin table (start, width, counts, transformed counts,
 /// effective density, bin weights with NaN for empty bins, dropped samples).
 #[pyfunction]
-#[pyo3(signature = (labels, bin_width, range, reweight_name, kernel, ks, sigma, compat, out_of_range_name, beta, clip))]
+#[pyo3(signature = (labels, bin_width, range, reweight_name, kernel, ks, sigma, compat, out_of_range_name, beta, clip, alpha=0.5))]
 #[allow(clippy::too_many_arguments)]
 fn lds<'py>(
     py: Python<'py>,
@@ -116,6 +117,7 @@ fn lds<'py>(
     out_of_range_name: &str,
     beta: f64,
     clip: (f64, f64),
+    alpha: f64,
 ) -> PyResult<LdsTable<'py>> {
     let y = view(&labels, "labels")?;
     check_finite(y, "labels")?;
@@ -137,7 +139,7 @@ fn lds<'py>(
         }
     };
     let config = LdsConfig {
-        reweight: reweight(reweight_name, beta, clip)?,
+        reweight: reweight(reweight_name, beta, clip, alpha)?,
         lds: kernel,
         numerics,
     };
@@ -458,6 +460,126 @@ fn resample<'py>(
     Ok((arrays, report.notes))
 }
 
+/// The fold of every row for each repeat of relevance-stratified K-fold cross-validation
+/// (`dirkit_core::relevance_folds`): `n_repeats` lists of `len(y)` fold numbers.
+#[pyfunction]
+#[pyo3(signature = (y, n_splits, n_repeats, threshold, seed, extremes, coef, box_plot, control))]
+#[allow(clippy::too_many_arguments)]
+fn relevance_folds(
+    py: Python<'_>,
+    y: PyReadonlyArray1<'_, f64>,
+    n_splits: usize,
+    n_repeats: usize,
+    threshold: f64,
+    seed: u64,
+    extremes: &str,
+    coef: f64,
+    box_plot: &str,
+    control: Option<Vec<(f64, f64, f64)>>,
+) -> PyResult<Vec<Vec<u32>>> {
+    let y = view(&y, "y")?;
+    check_finite(y, "y")?;
+    py.detach(|| {
+        let phi = relevance_of(y, extremes, coef, box_plot, control)?.phi_all(y);
+        let config = dirkit_core::FoldConfig {
+            n_splits,
+            n_repeats,
+            threshold,
+            seed,
+        };
+        let folds = dirkit_core::relevance_folds(y, &phi, &config).map_err(value_error)?;
+        Ok(folds
+            .chunks(n_splits)
+            .map(|rep| {
+                let mut id = vec![0u32; y.len()];
+                for (f, fold) in rep.iter().enumerate() {
+                    for &i in &fold.test {
+                        id[i] = f as u32;
+                    }
+                }
+                id
+            })
+            .collect())
+    })
+}
+
+/// The selection figures of one fit on one validation part (`dirkit_core::selection::Scores`)
+/// as JSON: shots from `y_train`'s Freedman–Diaconis histogram, φ from `y_train` (or
+/// `control`), F1 at `threshold`.
+#[pyfunction]
+#[pyo3(signature = (y_true, y_pred, y_train, threshold, extremes, coef, box_plot, control))]
+#[allow(clippy::too_many_arguments)]
+fn fold_scores(
+    py: Python<'_>,
+    y_true: PyReadonlyArray1<'_, f64>,
+    y_pred: PyReadonlyArray1<'_, f64>,
+    y_train: PyReadonlyArray1<'_, f64>,
+    threshold: f64,
+    extremes: &str,
+    coef: f64,
+    box_plot: &str,
+    control: Option<Vec<(f64, f64, f64)>>,
+) -> PyResult<String> {
+    let (t, p, tr) = (
+        view(&y_true, "y_true")?,
+        view(&y_pred, "y_pred")?,
+        view(&y_train, "y_train")?,
+    );
+    check_finite(t, "y_true")?;
+    check_finite(p, "y_pred")?;
+    check_finite(tr, "y_train")?;
+    py.detach(|| {
+        let phi = relevance_of(tr, extremes, coef, box_plot, control)?;
+        let s = dirkit_core::selection::Scores::compute(p, t, tr, &phi, threshold)
+            .map_err(value_error)?;
+        serde_json::to_string(&s).map_err(value_error)
+    })
+}
+
+/// The choice of `dirkit_core::selection::choose` over candidates given as JSON
+/// `[{"name", "plain", "folds": [scores…] | null}]`; returns JSON with `choice` and each
+/// candidate's `summary`.
+#[pyfunction]
+#[pyo3(signature = (candidates, objective, max_all_loss))]
+fn choose(candidates: &str, objective: &str, max_all_loss: f64) -> PyResult<String> {
+    use dirkit_core::selection::{Contender, Objective, Scores, Summary};
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: String,
+        plain: bool,
+        folds: Option<Vec<Scores>>,
+    }
+    let entries: Vec<Entry> = serde_json::from_str(candidates).map_err(value_error)?;
+    let objective = match objective {
+        "few-mae" => Objective::FewMae,
+        "sera" => Objective::Sera,
+        "f1" => Objective::F1,
+        "balanced-mae" => Objective::BalancedMae,
+        _ => {
+            return Err(value_error(format!(
+                "objective={objective:?}: expected few-mae, sera, f1 or balanced-mae"
+            )));
+        }
+    };
+    let summaries: Vec<Option<Summary>> = entries
+        .iter()
+        .map(|e| e.folds.as_deref().map(Summary::of))
+        .collect();
+    let contenders: Vec<Contender> = entries
+        .iter()
+        .zip(&summaries)
+        .map(|(e, s)| Contender {
+            name: &e.name,
+            plain: e.plain,
+            summary: s.as_ref(),
+        })
+        .collect();
+    let choice = dirkit_core::selection::choose(&contenders, objective, max_all_loss)
+        .map_err(value_error)?;
+    serde_json::to_string(&serde_json::json!({"choice": choice, "summaries": summaries}))
+        .map_err(value_error)
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -467,5 +589,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sera, m)?)?;
     m.add_function(wrap_pyfunction!(shot_report, m)?)?;
     m.add_function(wrap_pyfunction!(resample, m)?)?;
+    m.add_function(wrap_pyfunction!(relevance_folds, m)?)?;
+    m.add_function(wrap_pyfunction!(fold_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(choose, m)?)?;
     Ok(())
 }

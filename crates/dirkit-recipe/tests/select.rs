@@ -4,8 +4,8 @@
 use dirkit_core::relevance::{Relevance, RelevanceConfig};
 use dirkit_core::{FoldConfig, SplitMix64, relevance_folds};
 use dirkit_recipe::select::{
-    FitSettings, Learner, Method, MlpConfig, Scores, SelectConfig, fit_predict, fold_seed,
-    holdout, select, take_rows,
+    FitSettings, Learner, Method, MlpConfig, Scores, SelectConfig, fit_predict, fold_seed, holdout,
+    select, take_rows,
 };
 use dirkit_tabular::{Column, Frame, Method as Resampler};
 
@@ -30,7 +30,13 @@ fn table(n: usize, seed: u64) -> Frame {
         y.push(10.0 + 3.0 * a + b * b + f64::from(c) + tail * 2.0 + 0.5 * rng.normal());
     }
     Frame {
-        names: vec!["x1".into(), "x2".into(), "noise".into(), "group".into(), "y".into()],
+        names: vec![
+            "x1".into(),
+            "x2".into(),
+            "noise".into(),
+            "group".into(),
+            "y".into(),
+        ],
         columns: vec![
             Column::Numeric(x1),
             Column::Numeric(x2),
@@ -115,7 +121,10 @@ fn no_leak_from_the_validation_part() {
         let base = fit_predict(&train, &valid, TARGET, learner, method, &settings)
             .unwrap_or_else(|e| panic!("{method:?}: {e}"));
         let w = fit_predict(&train, &wild, TARGET, learner, method, &settings).unwrap();
-        assert_eq!(base, w, "{learner:?} {method:?} read the validation targets");
+        assert_eq!(
+            base, w,
+            "{learner:?} {method:?} read the validation targets"
+        );
         let s = fit_predict(&train, &shifted, TARGET, learner, method, &settings).unwrap();
         assert_eq!(
             base[..30],
@@ -233,10 +242,14 @@ fn constraint_pareto_and_verdict() {
         .filter(|&i| s.candidates[i].error.is_none())
         .collect();
     for &i in &ok {
-        let dominated = ok.iter().any(|&j| {
-            mae(j) <= mae(i) && obj(j) <= obj(i) && (mae(j) < mae(i) || obj(j) < obj(i))
-        });
-        assert_eq!(s.candidates[i].pareto, !dominated, "{}", s.candidates[i].name);
+        let dominated = ok
+            .iter()
+            .any(|&j| mae(j) <= mae(i) && obj(j) <= obj(i) && (mae(j) < mae(i) || obj(j) < obj(i)));
+        assert_eq!(
+            s.candidates[i].pareto, !dominated,
+            "{}",
+            s.candidates[i].name
+        );
     }
     // Blends mix plain with the best re-weighted candidate on the objective.
     let blend = s
@@ -261,7 +274,11 @@ fn constraint_pareto_and_verdict() {
     let s = select(&frame, TARGET, &strict, &|_, _| {}).unwrap();
     assert_eq!(s.chosen, s.reference);
     assert!(!s.beats_plain);
-    assert!(s.verdict.contains("no candidate beats plain"), "{}", s.verdict);
+    assert!(
+        s.verdict.contains("no candidate beats plain"),
+        "{}",
+        s.verdict
+    );
 }
 
 #[test]
@@ -300,12 +317,16 @@ fn bad_tables_are_refused_with_the_reason() {
         names: vec!["y".into()],
         columns: vec![frame.columns[TARGET].clone()],
     };
-    let e = select(&only, 0, &quick(), &|_, _| {}).unwrap_err().to_string();
+    let e = select(&only, 0, &quick(), &|_, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("feature columns"), "{e}");
     let bad = SelectConfig {
         families: vec!["smote".into()],
         ..quick()
     };
-    let e = select(&frame, TARGET, &bad, &|_, _| {}).unwrap_err().to_string();
+    let e = select(&frame, TARGET, &bad, &|_, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown method family 'smote'"), "{e}");
 }

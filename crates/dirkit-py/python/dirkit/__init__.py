@@ -36,6 +36,10 @@ __all__ = [
     "SMOTER",
     "SMOGN",
     "WERCS",
+    "RelevanceStratifiedKFold",
+    "select",
+    "SelectResult",
+    "DIRRegressor",
 ]
 
 __version__ = "0.1.0"
@@ -71,12 +75,12 @@ def _points(control: ControlPoints) -> Optional[list]:
 
 
 def _lds(labels, bin_width, range, reweight, kernel, ks, sigma, compat, out_of_range, beta,
-         inverse_clip):
+         inverse_clip, alpha=0.5):
     y = _vector(labels, "labels")
     return _native.lds(
         y, float(bin_width), None if range is None else (float(range[0]), float(range[1])),
         reweight, kernel, int(ks), float(sigma), compat, out_of_range, float(beta),
-        (float(inverse_clip[0]), float(inverse_clip[1])),
+        (float(inverse_clip[0]), float(inverse_clip[1])), float(alpha),
     )
 
 
@@ -93,13 +97,15 @@ def lds_weights(
     out_of_range: str = "clip",
     beta: float = 0.9999,
     inverse_clip: Tuple[float, float] = (5.0, 1000.0),
+    alpha: float = 0.5,
 ) -> np.ndarray:
     """Per-sample LDS weights of ``labels`` (Yang et al. 2021), mean 1 over the samples.
 
     Multiply a per-sample loss by them. The labels are binned with width ``bin_width`` (label
     units; default 1) over ``range`` = (start, end), end exclusive (default: smallest to largest
     label). The counts go through ``reweight`` ("sqrt_inv", the paper's default; "inverse" with
-    ``inverse_clip``; "effective_number" with ``beta``; "none") and are smoothed by ``kernel``
+    ``inverse_clip``; "power", counts to the power ``alpha`` in (0, 4], a continuous strength that
+    equals "sqrt_inv" at 0.5; "effective_number" with ``beta``; "none") and are smoothed by ``kernel``
     ("gaussian" with the official code's folded window, "gaussian_exact", "triangular",
     "laplace", "epanechnikov", or None) of ``ks`` bins (odd, default 5) and ``sigma`` bins
     (default 2). ``compat="reference"`` reproduces the official code's arithmetic (integer-
@@ -107,7 +113,7 @@ def lds_weights(
     or with ``out_of_range="drop"`` get weight 0, or with "error" raise.
     """
     return _lds(labels, bin_width, range, reweight, kernel, ks, sigma, compat, out_of_range,
-                beta, inverse_clip)[0]
+                beta, inverse_clip, alpha)[0]
 
 
 def effective_density(
@@ -574,3 +580,6 @@ class WERCS(_Resampler):
         self._common(threshold, seed, extremes, coef, box_plot, control, nominal)
         self.over = over
         self.under = under
+
+
+from ._select import DIRRegressor, RelevanceStratifiedKFold, SelectResult, select  # noqa: E402

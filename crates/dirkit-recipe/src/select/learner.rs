@@ -276,7 +276,11 @@ pub(crate) fn mlp(
         .transpose()?;
     let mut rng = SplitMix64::new(seed ^ 0x5eed);
     let mut order: Vec<u32> = (0..n as u32).collect();
-    let pretrain = if method == Method::Rnc { c.epochs / 2 } else { 0 };
+    let pretrain = if method == Method::Rnc {
+        c.epochs / 2
+    } else {
+        0
+    };
     if pretrain > 0 {
         let rnc = RncLoss::new(RncConfig::default())?;
         let net_vars: Vec<candle_core::Var> = {

@@ -1,7 +1,8 @@
 //! The candidates of the selection engine: what a method does to a training set (weights,
 //! resampling, a loss or head of the MLP), and one fit-and-predict of a learner with it.
 
-use dirkit_core::relevance::{BinRule, Relevance, bin_width};
+use dirkit_core::relevance::Relevance;
+use dirkit_core::selection::training_bins;
 use dirkit_core::{
     Binning, DenseWeight, DenseWeightConfig, LabelDensity, LdsConfig, OutOfRange, Reweight,
 };
@@ -168,13 +169,6 @@ pub fn lds_weights(y: &[f64], binning: Binning, alpha: f64) -> Result<Vec<f64>> 
     Ok(LabelDensity::fit(y, binning, OutOfRange::Clip, &config)?.sample_weights(y)?)
 }
 
-/// The bins of a training part: Freedman–Diaconis width (Scott's when the IQR is 0) from its
-/// targets, aligned to multiples of the width.
-pub fn training_bins(y: &[f64]) -> Result<Binning> {
-    let width = bin_width(y, BinRule::FreedmanDiaconis)?.width;
-    Ok(Binning::auto(y, width)?)
-}
-
 /// Fits `learner` with `method` on `train` (the training part of a fold: resampled and weighted
 /// here, from its own rows only) and predicts the rows of `test`. The test part's target column
 /// is never read.
@@ -194,7 +188,10 @@ pub fn fit_predict(
     }
     let resampled;
     let fit_frame = match method {
-        Method::Resample { method: r, threshold } => {
+        Method::Resample {
+            method: r,
+            threshold,
+        } => {
             let config = ResampleConfig {
                 threshold,
                 seed: s.seed,

@@ -18,176 +18,17 @@ mod learner;
 mod method;
 
 pub use learner::MlpConfig;
-pub use method::{
-    FAMILIES, FitSettings, Learner, Method, fit_predict, lds_weights, take_rows, training_bins,
-};
+pub use method::{FAMILIES, FitSettings, Learner, Method, fit_predict, lds_weights, take_rows};
 
 use dirkit_core::relevance::{ControlPoint, Relevance, RelevanceConfig};
-use dirkit_core::{FoldConfig, OutOfRange, RegressionReport, ShotThresholds, SplitMix64};
+use dirkit_core::selection::{Contender, choose};
+pub use dirkit_core::selection::{Objective, Scores, Stat, Summary, training_bins};
+use dirkit_core::{FoldConfig, SplitMix64};
 use dirkit_tabular::{Frame, Method as Resampler};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
-
-/// What the selection optimises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Objective {
-    /// Few-shot MAE (lower is better): the error on the rare target values.
-    FewMae,
-    /// SERA, the squared error-relevance area (lower is better).
-    Sera,
-    /// Utility-based F1 at the relevance threshold (higher is better).
-    F1,
-    /// Balanced MAE, the mean of the per-bin MAEs (lower is better).
-    BalancedMae,
-}
-
-impl Objective {
-    /// Its name on the command line: `few-mae`, `sera`, `f1`, `balanced-mae`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Objective::FewMae => "few-mae",
-            Objective::Sera => "sera",
-            Objective::F1 => "f1",
-            Objective::BalancedMae => "balanced-mae",
-        }
-    }
-
-    /// Whether larger values are better (F1).
-    pub fn maximise(self) -> bool {
-        self == Objective::F1
-    }
-
-    /// The objective's figure in a set of scores.
-    pub fn of(self, s: &Scores) -> Option<f64> {
-        match self {
-            Objective::FewMae => s.mae_few,
-            Objective::Sera => s.sera,
-            Objective::F1 => s.f1,
-            Objective::BalancedMae => s.balanced_mae,
-        }
-    }
-
-    /// The figure as a loss (F1 negated), so that lower is always better.
-    fn loss(self, v: f64) -> f64 {
-        if self.maximise() { -v } else { v }
-    }
-}
-
-/// The figures of one fit on one validation part (or their mean over the folds). `None` where
-/// a group is empty (no few-shot row in the fold, say).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Scores {
-    /// MAE over every row, target units.
-    pub mae_all: Option<f64>,
-    /// MAE of the many-shot rows (training bins with more than 100 rows).
-    pub mae_many: Option<f64>,
-    /// MAE of the medium-shot rows.
-    pub mae_medium: Option<f64>,
-    /// MAE of the few-shot rows (training bins with fewer than 20 rows).
-    pub mae_few: Option<f64>,
-    /// RMSE over every row.
-    pub rmse_all: Option<f64>,
-    /// RMSE of the many-shot rows.
-    pub rmse_many: Option<f64>,
-    /// RMSE of the medium-shot rows.
-    pub rmse_medium: Option<f64>,
-    /// RMSE of the few-shot rows.
-    pub rmse_few: Option<f64>,
-    /// Mean over the validation bins of the per-bin MAE.
-    pub balanced_mae: Option<f64>,
-    /// SERA over every row (step 0.001), target units squared.
-    pub sera: Option<f64>,
-    /// Utility-based F1 at the relevance threshold.
-    pub f1: Option<f64>,
-}
-
-impl Scores {
-    const FIELDS: usize = 11;
-
-    fn values(&self) -> [Option<f64>; Self::FIELDS] {
-        [
-            self.mae_all,
-            self.mae_many,
-            self.mae_medium,
-            self.mae_few,
-            self.rmse_all,
-            self.rmse_many,
-            self.rmse_medium,
-            self.rmse_few,
-            self.balanced_mae,
-            self.sera,
-            self.f1,
-        ]
-    }
-
-    fn from_values(v: [Option<f64>; Self::FIELDS]) -> Self {
-        Self {
-            mae_all: v[0],
-            mae_many: v[1],
-            mae_medium: v[2],
-            mae_few: v[3],
-            rmse_all: v[4],
-            rmse_many: v[5],
-            rmse_medium: v[6],
-            rmse_few: v[7],
-            balanced_mae: v[8],
-            sera: v[9],
-            f1: v[10],
-        }
-    }
-
-    /// Scores `pred` against `truth`: shots from the training part's histogram (`train_y`,
-    /// Freedman–Diaconis bins), SERA and F1 with φ of the training part at `threshold`.
-    pub fn compute(
-        pred: &[f64],
-        truth: &[f64],
-        train_y: &[f64],
-        relevance: &Relevance,
-        threshold: f64,
-    ) -> Result<Self> {
-        let binning = training_bins(train_y)?;
-        let (counts, _) = binning.counts(train_y, OutOfRange::Clip)?;
-        let r = RegressionReport::compute(
-            pred,
-            truth,
-            &binning,
-            &counts,
-            ShotThresholds::default(),
-            OutOfRange::Clip,
-        )?
-        .with_sera(
-            pred,
-            truth,
-            &binning,
-            &counts,
-            OutOfRange::Clip,
-            relevance,
-            0.001,
-        )?;
-        let f1 = if truth.len() >= 2 {
-            Some(dirkit_core::relevance::utility_scores(pred, truth, relevance, threshold, 1.0)?.f_score)
-                .filter(|v| v.is_finite())
-        } else {
-            None
-        };
-        Ok(Self {
-            mae_all: r.all.mae,
-            mae_many: r.many.mae,
-            mae_medium: r.medium.mae,
-            mae_few: r.few.mae,
-            rmse_all: r.all.rmse,
-            rmse_many: r.many.rmse,
-            rmse_medium: r.medium.rmse,
-            rmse_few: r.few.rmse,
-            balanced_mae: r.balanced_mae,
-            sera: r.all.sera,
-            f1,
-        })
-    }
-}
 
 /// Settings of [`select`]. Defaults: both learners, every family, 5 folds × 1 repeat, rare at
 /// φ ≥ 0.8, few-shot MAE, at most 2 % worse overall MAE than plain, seed 0.
@@ -262,13 +103,21 @@ impl SelectConfig {
                 self.max_all_loss
             )));
         }
-        let check = |what: &str, v: &[f64], ok: &dyn Fn(f64) -> bool, expected: &str| {
-            match v.iter().find(|&&x| !ok(x)) {
-                Some(x) => Err(RecipeError::config(format!("{what} {x}: expected {expected}"))),
-                None => Ok(()),
-            }
+        let check = |what: &str, v: &[f64], ok: &dyn Fn(f64) -> bool, expected: &str| match v
+            .iter()
+            .find(|&&x| !ok(x))
+        {
+            Some(x) => Err(RecipeError::config(format!(
+                "{what} {x}: expected {expected}"
+            ))),
+            None => Ok(()),
         };
-        check("LDS α", &self.lds_alphas, &|a| a > 0.0 && a <= 4.0, "a strength in (0, 4]")?;
+        check(
+            "LDS α",
+            &self.lds_alphas,
+            &|a| a > 0.0 && a <= 4.0,
+            "a strength in (0, 4]",
+        )?;
         check(
             "DenseWeight α",
             &self.denseweight_alphas,
@@ -352,94 +201,6 @@ impl SelectConfig {
             }
         }
         out
-    }
-}
-
-/// Mean ± sample standard deviation of one figure over the folds where it is defined.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Stat {
-    /// Mean over the folds.
-    pub mean: f64,
-    /// Sample standard deviation over the folds (0 for one fold).
-    pub std: f64,
-    /// Folds where the figure is defined.
-    pub n: usize,
-}
-
-/// The summary of one figure per [`Scores`] field.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Summary {
-    /// Overall MAE.
-    pub mae_all: Option<Stat>,
-    /// Many-shot MAE.
-    pub mae_many: Option<Stat>,
-    /// Medium-shot MAE.
-    pub mae_medium: Option<Stat>,
-    /// Few-shot MAE.
-    pub mae_few: Option<Stat>,
-    /// Overall RMSE.
-    pub rmse_all: Option<Stat>,
-    /// Many-shot RMSE.
-    pub rmse_many: Option<Stat>,
-    /// Medium-shot RMSE.
-    pub rmse_medium: Option<Stat>,
-    /// Few-shot RMSE.
-    pub rmse_few: Option<Stat>,
-    /// Balanced MAE.
-    pub balanced_mae: Option<Stat>,
-    /// SERA.
-    pub sera: Option<Stat>,
-    /// Utility-based F1.
-    pub f1: Option<Stat>,
-}
-
-impl Summary {
-    fn of(folds: &[Scores]) -> Self {
-        let stat = |k: usize| {
-            let v: Vec<f64> = folds.iter().filter_map(|s| s.values()[k]).collect();
-            if v.is_empty() {
-                return None;
-            }
-            let n = v.len();
-            let mean = v.iter().sum::<f64>() / n as f64;
-            let std = if n > 1 {
-                (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-            } else {
-                0.0
-            };
-            Some(Stat { mean, std, n })
-        };
-        Self {
-            mae_all: stat(0),
-            mae_many: stat(1),
-            mae_medium: stat(2),
-            mae_few: stat(3),
-            rmse_all: stat(4),
-            rmse_many: stat(5),
-            rmse_medium: stat(6),
-            rmse_few: stat(7),
-            balanced_mae: stat(8),
-            sera: stat(9),
-            f1: stat(10),
-        }
-    }
-
-    /// The means as [`Scores`].
-    pub fn means(&self) -> Scores {
-        let s = [
-            self.mae_all,
-            self.mae_many,
-            self.mae_medium,
-            self.mae_few,
-            self.rmse_all,
-            self.rmse_many,
-            self.rmse_medium,
-            self.rmse_few,
-            self.balanced_mae,
-            self.sera,
-            self.f1,
-        ];
-        Scores::from_values(s.map(|x| x.map(|s| s.mean)))
     }
 }
 
@@ -597,8 +358,8 @@ pub fn select(
                 mlp: config.mlp,
                 seed: fold_seed(config.folds.seed, f),
             };
-            let out = fit_predict(&d.train, &d.valid, target, learner, method, &settings)
-                .and_then(|preds| {
+            let out = fit_predict(&d.train, &d.valid, target, learner, method, &settings).and_then(
+                |preds| {
                     let scores = Scores::compute(
                         &preds,
                         &d.y_valid,
@@ -607,7 +368,8 @@ pub fn select(
                         config.folds.threshold,
                     )?;
                     Ok(Job { preds, scores })
-                });
+                },
+            );
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k, total);
             out
@@ -651,7 +413,30 @@ pub fn select(
     if config.has("blend") {
         add_blends(&mut results, &preds, &data, config)?;
     }
-    choose(results, config, y.len())
+    let contenders: Vec<Contender> = results
+        .iter()
+        .map(|r| Contender {
+            name: &r.name,
+            plain: r.method == Method::Plain,
+            summary: r.error.is_none().then_some(&r.summary),
+        })
+        .collect();
+    let c = choose(&contenders, config.objective, config.max_all_loss)
+        .map_err(|e| RecipeError::config(e.to_string()))?;
+    for (i, r) in results.iter_mut().enumerate() {
+        r.feasible = c.feasible[i];
+        r.pareto = c.pareto[i];
+    }
+    Ok(Selection {
+        candidates: results,
+        reference: c.reference,
+        chosen: c.chosen,
+        beats_plain: c.beats_plain,
+        all_change: c.all_change,
+        verdict: c.verdict,
+        config: config.clone(),
+        rows: y.len(),
+    })
 }
 
 /// Adds, per learner, the blends of plain with the best re-weighted candidate on the objective.
@@ -694,7 +479,8 @@ fn add_blends(
                         config.folds.threshold,
                     )
                 })
-                .collect()
+                .collect::<dirkit_core::Result<_>>()
+                .map_err(RecipeError::from)
         };
         // The largest share λ (in steps of 0.05) that keeps the overall MAE within the limit
         // of this learner's plain: the most re-balancing the constraint affords.
@@ -723,7 +509,12 @@ fn add_blends(
             let folds = blend(lambda)?;
             let method = Method::Blend { lambda };
             results.push(CandidateResult {
-                name: format!("{}/{}({})", learner.name(), method.name(), results[b].method.name()),
+                name: format!(
+                    "{}/{}({})",
+                    learner.name(),
+                    method.name(),
+                    results[b].method.name()
+                ),
                 learner,
                 method,
                 blend_of: Some(results[b].name.clone()),
@@ -736,134 +527,6 @@ fn add_blends(
         }
     }
     Ok(())
-}
-
-/// Marks the feasible candidates and the Pareto front, and picks the winner.
-fn choose(
-    mut results: Vec<CandidateResult>,
-    config: &SelectConfig,
-    rows: usize,
-) -> Result<Selection> {
-    let o = config.objective;
-    let mae = |r: &CandidateResult| r.summary.mae_all.map(|s| s.mean);
-    let reference = (0..results.len())
-        .filter(|&i| results[i].method == Method::Plain && results[i].error.is_none())
-        .filter_map(|i| mae(&results[i]).map(|m| (i, m)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
-        .ok_or_else(|| {
-            RecipeError::config(format!(
-                "the plain learner could not be evaluated: {}",
-                results
-                    .iter()
-                    .find(|r| r.method == Method::Plain)
-                    .and_then(|r| r.error.clone())
-                    .unwrap_or_else(|| "no fold gave a score".into())
-            ))
-        })?;
-    let ref_mae = mae(&results[reference]).unwrap_or(f64::NAN);
-    let ref_obj = results[reference].objective(o);
-    if ref_obj.is_none() {
-        let hint = match o {
-            Objective::FewMae => {
-                "no validation fold holds a few-shot row (every training bin has 20 rows or \
-                 more): choose --objective sera, f1 or balanced-mae"
-            }
-            Objective::F1 => {
-                "F1 is undefined here (no rare row in any fold): choose --objective few-mae, \
-                 sera or balanced-mae"
-            }
-            _ => "choose another --objective",
-        };
-        return Err(RecipeError::config(format!(
-            "the objective {} has no value for plain: {hint}",
-            o.name()
-        )));
-    }
-    let limit = ref_mae * (1.0 + config.max_all_loss);
-    for r in results.iter_mut() {
-        r.feasible = r.error.is_none()
-            && mae(r).is_some_and(|m| m <= limit * (1.0 + 1e-12))
-            && r.objective(o).is_some();
-    }
-    let points: Vec<Option<(f64, f64)>> = results
-        .iter()
-        .map(|r| {
-            if r.error.is_some() {
-                return None;
-            }
-            Some((mae(r)?, o.loss(r.objective(o)?)))
-        })
-        .collect();
-    for i in 0..results.len() {
-        let Some((a, b)) = points[i] else { continue };
-        results[i].pareto = !points.iter().flatten().any(|&(c, d)| {
-            c <= a && d <= b && (c < a || d < b)
-        });
-    }
-    let best = (0..results.len())
-        .filter(|&i| results[i].feasible)
-        .filter_map(|i| results[i].objective(o).map(|v| (i, o.loss(v))))
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-        .map(|(i, _)| i)
-        .unwrap_or(reference);
-    let ref_loss = o.loss(ref_obj.unwrap_or(f64::NAN));
-    let best_loss = results[best].objective(o).map(|v| o.loss(v));
-    let beats_plain = best != reference && best_loss.is_some_and(|b| b < ref_loss);
-    let chosen = if beats_plain { best } else { reference };
-    let all_change = mae(&results[chosen]).map_or(0.0, |m| m / ref_mae - 1.0);
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    let verdict = if beats_plain {
-        format!(
-            "{} beats plain ({}) on {}: {} against {}, with overall MAE {} against {} ({:+.1} %, \
-             limit +{:.1} %)",
-            results[chosen].name,
-            results[reference].name,
-            o.name(),
-            fmt(results[chosen].objective(o)),
-            fmt(ref_obj),
-            fmt(mae(&results[chosen])),
-            fmt(Some(ref_mae)),
-            100.0 * all_change,
-            100.0 * config.max_all_loss
-        )
-    } else {
-        let tradeoff = results
-            .iter()
-            .filter(|r| r.error.is_none() && r.method != Method::Plain)
-            .filter_map(|r| Some((r, o.loss(r.objective(o)?))))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        let mut v = format!(
-            "no candidate beats plain on {} within +{:.1} % overall MAE: use plain ({})",
-            o.name(),
-            100.0 * config.max_all_loss,
-            results[reference].name
-        );
-        if let Some((r, l)) = tradeoff
-            && l < ref_loss
-        {
-            v.push_str(&format!(
-                "; the best on {} is {} ({} against {}) at overall MAE {} ({:+.1} %)",
-                o.name(),
-                r.name,
-                fmt(r.objective(o)),
-                fmt(ref_obj),
-                fmt(mae(r)),
-                100.0 * (mae(r).unwrap_or(f64::NAN) / ref_mae - 1.0)
-            ));
-        }
-        v
-    };
-    Ok(Selection {
-        candidates: results,
-        reference,
-        chosen,
-        beats_plain,
-        all_change,
-        verdict,
-        config: config.clone(),
-        rows,
-    })
 }
 
 /// Held-out figures of one configuration: overall and few-shot MAE, SERA (and the rest).
