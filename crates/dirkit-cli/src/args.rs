@@ -43,6 +43,7 @@ pub enum Format {
     /// One JSON document.
     Json,
     /// A GitHub-flavoured Markdown table.
+    #[value(alias = "md")]
     Markdown,
 }
 

@@ -119,4 +119,17 @@ fn no_winner_says_so_and_the_figures_are_written() {
             .starts_with("name,learner,method,folds,mae_all,mae_all_std")
     );
     assert!(lines.count() >= 5);
+    let md = stdout_of(dirkit().args([
+        "select",
+        &abalone(),
+        "--target",
+        "rings",
+        "--methods",
+        "lds",
+        "--format",
+        "md",
+    ]));
+    assert!(md.contains("| candidate | MAE all |"), "{md}");
+    assert!(md.contains("| held out | configuration |"), "{md}");
+    assert!(md.contains("Reproduce: `dirkit select "), "{md}");
 }
