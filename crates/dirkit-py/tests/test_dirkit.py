@@ -327,12 +327,14 @@ def readme_snippets():
     return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_the_readme_snippets_run_as_written(index, monkeypatch):
     snippets = readme_snippets()
-    assert len(snippets) == 2
+    assert len(snippets) == 3
     code = snippets[index]
     if "import torch" in code or "torch" in code.split("\n", 1)[0]:
         pytest.importorskip("torch")
+    if "sklearn" in code:
+        pytest.importorskip("sklearn")
     monkeypatch.chdir(ROOT)
     exec(compile(code, f"README.md snippet {index}", "exec"), {})

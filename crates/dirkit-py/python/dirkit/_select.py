@@ -160,7 +160,16 @@ def _fd_width(y: np.ndarray) -> float:
     return float(w)
 
 
-class DIRRegressor:
+try:  # scikit-learn's estimator machinery (tags, clone, scoring) where it is installed
+    from sklearn.base import BaseEstimator as _BaseEstimator
+    from sklearn.base import RegressorMixin as _RegressorMixin
+
+    _BASES: Tuple[type, ...] = (_RegressorMixin, _BaseEstimator)
+except ImportError:
+    _BASES = (object,)
+
+
+class DIRRegressor(*_BASES):  # type: ignore[misc]
     """A regressor fitted with one imbalanced-regression treatment of its training set: plain,
     LDS weights of strength ``alpha`` (``method="lds"``), DenseWeight (``"denseweight"``), or a
     resampler (``"ro"``, ``"ru"``, ``"gn"``, ``"smoter"``, ``"smogn"``, ``"wercs"`` at
