@@ -156,26 +156,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         md.push('\n');
         println!("  {}", s.verdict);
-        let points: Vec<dirkit_plot::ParetoPoint> = s
-            .candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                Some(dirkit_plot::ParetoPoint {
-                    name: c.name.clone(),
-                    mae_all: c.summary.mae_all?.mean,
-                    mae_many: c.summary.mae_many.map(|m| m.mean),
-                    objective: c.objective(config.objective)?,
-                    front: c.pareto,
-                    plain: i == s.reference,
-                    chosen: i == s.chosen,
-                })
-            })
-            .collect();
-        let limit = s.candidates[s.reference]
-            .summary
-            .mae_all
-            .map_or(f64::NAN, |m| m.mean * (1.0 + config.max_all_loss));
+        let (points, limit) = s.pareto_points();
         let plot = args.out.join(format!("pareto-{name}.svg"));
         dirkit_plot::write_pareto_plot(&plot, name, "few-shot MAE", &points, limit)?;
     }

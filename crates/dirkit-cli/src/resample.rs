@@ -30,12 +30,13 @@ fn strategy(s: &str) -> Result<Strategy> {
     }
 }
 
-/// Runs `dirkit resample`.
-pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
-    check_writable(&a.output, &a.input, a.force)?;
-    let nominal: Vec<String> = a
-        .nominal
-        .as_deref()
+/// Reads a CSV table with its `--nominal` columns and finds the numeric `--target` column.
+pub(crate) fn read_table(
+    input: &str,
+    nominal: Option<&str>,
+    target: &str,
+) -> Result<(Frame, usize)> {
+    let nominal: Vec<String> = nominal
         .map(|s| {
             s.split(',')
                 .map(|c| c.trim().to_string())
@@ -43,19 +44,26 @@ pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    let started = Instant::now();
-    let frame = Frame::read_csv(Path::new(&a.input), &nominal).map_err(tabular)?;
-    let target = frame.column_index(&a.target, &a.input).map_err(tabular)?;
-    let y = frame.columns[target]
-        .numbers()
-        .ok_or_else(|| CliError::Input {
-            path: a.input.clone(),
+    let frame = Frame::read_csv(Path::new(input), &nominal).map_err(tabular)?;
+    let t = frame.column_index(target, input).map_err(tabular)?;
+    if frame.columns[t].numbers().is_none() {
+        return Err(CliError::Input {
+            path: input.to_string(),
             message: format!(
-                "--target {}: the column holds text (e.g. '{}'), expected numbers",
-                a.target,
-                frame.columns[target].text(0).escape_debug()
+                "--target {target}: the column holds text (e.g. '{}'), expected numbers",
+                frame.columns[t].text(0).escape_debug()
             ),
-        })?;
+        });
+    }
+    Ok((frame, t))
+}
+
+/// Runs `dirkit resample`.
+pub fn run(a: &ResampleArgs, out: &mut dyn Write) -> Result<()> {
+    check_writable(&a.output, &a.input, a.force)?;
+    let started = Instant::now();
+    let (frame, target) = read_table(&a.input, a.nominal.as_deref(), &a.target)?;
+    let y = frame.columns[target].numbers().unwrap_or_default();
     let relevance = a.phi.relevance(y)?;
     let method = match a.method {
         MethodArg::Ro => Method::Ro,

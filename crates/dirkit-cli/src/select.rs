@@ -43,29 +43,9 @@ pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
             Ok((dir.clone(), png, svg))
         })
         .transpose()?;
-    let nominal: Vec<String> = a
-        .nominal
-        .as_deref()
-        .map(|s| {
-            s.split(',')
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
     let started = Instant::now();
-    let frame = Frame::read_csv(Path::new(&a.input), &nominal).map_err(tabular)?;
-    let target = frame.column_index(&a.target, &a.input).map_err(tabular)?;
-    let y = frame.columns[target]
-        .numbers()
-        .ok_or_else(|| CliError::Input {
-            path: a.input.clone(),
-            message: format!(
-                "--target {}: the column holds text (e.g. '{}'), expected numbers",
-                a.target,
-                frame.columns[target].text(0).escape_debug()
-            ),
-        })?;
+    let (frame, target) = crate::resample::read_table(&a.input, a.nominal.as_deref(), &a.target)?;
+    let y = frame.columns[target].numbers().unwrap_or_default();
     let bar = Progress::new();
     let progress = |done: usize, total: usize| bar.set(done, total);
     let input = |e: dirkit_recipe::RecipeError| CliError::Input {
@@ -207,10 +187,6 @@ impl Progress {
     fn finish(&self) {
         self.0.finish_and_clear();
     }
-}
-
-fn tabular(e: dirkit_tabular::TabularError) -> CliError {
-    CliError::Usage(e.to_string())
 }
 
 fn pm(s: Option<Stat>, digits: usize) -> String {
@@ -602,26 +578,7 @@ fn json_report(a: &SelectArgs, s: &Selection, check: Option<&Holdout>, width: f6
 
 fn plot(s: &Selection, path: &Path, input: &str) -> Result<()> {
     let o = s.config.objective;
-    let reference = s.candidates[s.reference]
-        .summary
-        .mae_all
-        .map_or(f64::NAN, |m| m.mean);
-    let points: Vec<dirkit_plot::ParetoPoint> = s
-        .candidates
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            Some(dirkit_plot::ParetoPoint {
-                name: c.name.clone(),
-                mae_all: c.summary.mae_all?.mean,
-                mae_many: c.summary.mae_many.map(|m| m.mean),
-                objective: c.objective(o)?,
-                front: c.pareto,
-                plain: i == s.reference,
-                chosen: i == s.chosen,
-            })
-        })
-        .collect();
+    let (points, limit) = s.pareto_points();
     dirkit_plot::write_pareto_plot(
         path,
         &format!(
@@ -634,7 +591,7 @@ fn plot(s: &Selection, path: &Path, input: &str) -> Result<()> {
         ),
         o.name(),
         &points,
-        reference * (1.0 + s.config.max_all_loss),
+        limit,
     )
     .map_err(CliError::Usage)
 }

@@ -257,6 +257,35 @@ pub struct Selection {
     pub rows: usize,
 }
 
+impl Selection {
+    /// The candidates as points of the selection figure ([`dirkit_plot::write_pareto_plot`]),
+    /// and the overall-MAE limit (the reference plain's mean times 1 + `max_all_loss`).
+    pub fn pareto_points(&self) -> (Vec<dirkit_plot::ParetoPoint>, f64) {
+        let o = self.config.objective;
+        let points = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                Some(dirkit_plot::ParetoPoint {
+                    name: c.name.clone(),
+                    mae_all: c.summary.mae_all?.mean,
+                    mae_many: c.summary.mae_many.map(|m| m.mean),
+                    objective: c.objective(o)?,
+                    front: c.pareto,
+                    plain: i == self.reference,
+                    chosen: i == self.chosen,
+                })
+            })
+            .collect();
+        let limit = self.candidates[self.reference]
+            .summary
+            .mae_all
+            .map_or(f64::NAN, |m| m.mean * (1.0 + self.config.max_all_loss));
+        (points, limit)
+    }
+}
+
 /// One finished (candidate, fold) evaluation.
 struct Job {
     preds: Vec<f64>,
