@@ -181,6 +181,17 @@ fn cases() -> Vec<Case> {
             fails(&["last.safetensors", "no checkpoint to resume from"]),
         )
         .file("run/notes.txt", "mine"),
+        Case::new(
+            "resume with a changed data setting",
+            "--resume --out run --train-images 10 --epochs 3",
+            fails(&["--resume continues the saved run", "drop --train-images"]),
+        )
+        .file("run/notes.txt", "mine"),
+        run(
+            "the baseline and LDS at once",
+            "--vanilla --lds",
+            fails(&["--vanilla", "cannot be used with", "--lds"]),
+        ),
         run(
             "an even LDS kernel size",
             "--lds --lds-ks 4",

@@ -13,18 +13,24 @@
 //! - [`select`]: which DIR method, at what strength, for a table, by relevance-stratified
 //!   cross-validation (the engine behind `dirkit select` and `examples/tabular.rs`).
 //!
+//! - [`flags::RunFlags`]: the run's settings as command-line flags; [`train::train_and_report`]:
+//!   one run from settings to its written report; [`compare`]: the ten methods over seeds.
+//!
 //! `examples/age_estimation.rs` is the command line over this crate.
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod flags;
 pub mod model;
 pub mod report;
 pub mod run;
 pub mod select;
 pub mod speed;
+pub mod train;
 
 pub use config::{
     Arch, BinnedOptions, DataSource, LossSpec, RncSpec, RunConfig, scaled_milestones,
