@@ -140,11 +140,7 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
         md.push_str(&format!("\n{}\n\nHeld out ({} rows):\n\n| | configuration | MAE all | MAE few | SERA |\n| :-- | :-- | --: | --: | --: |\n", s.verdict, h.test_rows));
-        for (label, r) in [
-            ("chosen", &h.chosen),
-            ("plain", &h.plain),
-            ("always LDS", &h.lds),
-        ] {
+        for (label, r) in h.rows() {
             let g = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
             md.push_str(&format!(
                 "| {label} | {} | {} | {} | {} |\n",

@@ -338,6 +338,37 @@ fn table(
         o.name(),
         100.0 * s.config.max_all_loss
     ));
+    t.push_str(&candidates_grid(s).text());
+    t.push_str(
+        "\nc chosen · r reference plain · p Pareto front (overall MAE vs objective) · x over the \
+         overall-MAE limit · ! failed\n",
+    );
+    for c in s.candidates.iter().filter(|c| c.error.is_some()) {
+        t.push_str(&format!(
+            "failed: {}: {}\n",
+            c.name,
+            c.error.as_deref().unwrap_or("")
+        ));
+    }
+    t.push_str(&format!("\n{}\n", s.verdict));
+    if let Some(h) = check {
+        t.push_str(&format!(
+            "\nheld-out check ({} test rows, fitted on the {} training rows):\n",
+            h.test_rows, h.train_rows
+        ));
+        t.push_str(&holdout_grid(h).text());
+    }
+    t.push_str(&format!(
+        "\napply: {}\nreproduce: {}\n{} fits in {seconds:.1} s\n",
+        apply(a, &s.candidates[s.chosen], s, width),
+        command(a),
+        s.candidates.iter().map(|c| c.folds.len()).sum::<usize>()
+    ));
+    t
+}
+
+/// One row per candidate: mean ± std of the figures and the flags.
+fn candidates_grid(s: &Selection) -> Grid {
     let mut g = Grid::new(&[
         "candidate",
         "MAE all",
@@ -363,85 +394,30 @@ fn table(
             flags(s, i),
         ]);
     }
-    t.push_str(&g.text());
-    t.push_str(
-        "\nc chosen · r reference plain · p Pareto front (overall MAE vs objective) · x over the \
-         overall-MAE limit · ! failed\n",
-    );
-    for c in s.candidates.iter().filter(|c| c.error.is_some()) {
-        t.push_str(&format!(
-            "failed: {}: {}\n",
-            c.name,
-            c.error.as_deref().unwrap_or("")
-        ));
+    g
+}
+
+/// The held-out figures of the chosen configuration, plain and always-LDS.
+fn holdout_grid(h: &Holdout) -> Grid {
+    let mut g = Grid::new(&["held out", "configuration", "MAE all", "MAE few", "SERA"]);
+    for (label, r) in h.rows() {
+        g.rows.push(vec![
+            label.into(),
+            r.name.clone(),
+            one(r.scores.mae_all, 3),
+            one(r.scores.mae_few, 3),
+            one(r.scores.sera, 1),
+        ]);
     }
-    t.push_str(&format!("\n{}\n", s.verdict));
-    if let Some(h) = check {
-        t.push_str(&format!(
-            "\nheld-out check ({} test rows, fitted on the {} training rows):\n",
-            h.test_rows, h.train_rows
-        ));
-        let mut g = Grid::new(&["", "configuration", "MAE all", "MAE few", "SERA"]);
-        for (label, r) in [
-            ("chosen", &h.chosen),
-            ("plain", &h.plain),
-            ("always LDS", &h.lds),
-        ] {
-            g.rows.push(vec![
-                label.into(),
-                r.name.clone(),
-                one(r.scores.mae_all, 3),
-                one(r.scores.mae_few, 3),
-                one(r.scores.sera, 1),
-            ]);
-        }
-        t.push_str(&g.text());
-    }
-    t.push_str(&format!(
-        "\napply: {}\nreproduce: {}\n{} fits in {seconds:.1} s\n",
-        apply(a, &s.candidates[s.chosen], s, width),
-        command(a),
-        s.candidates.iter().map(|c| c.folds.len()).sum::<usize>()
-    ));
-    t
+    g
 }
 
 fn markdown(a: &SelectArgs, s: &Selection, check: Option<&Holdout>, width: f64) -> String {
-    let mut t = String::from(
-        "| candidate | MAE all | MAE many | MAE medium | MAE few | balanced MAE | SERA | F1 | |\n\
-         | :-- | --: | --: | --: | --: | --: | --: | --: | :-- |\n",
-    );
-    for (i, c) in s.candidates.iter().enumerate() {
-        let m = &c.summary;
-        t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            c.name,
-            pm(m.mae_all, 3),
-            pm(m.mae_many, 3),
-            pm(m.mae_medium, 3),
-            pm(m.mae_few, 3),
-            pm(m.balanced_mae, 3),
-            pm(m.sera, 1),
-            pm(m.f1, 3),
-            flags(s, i)
-        ));
-    }
+    let mut t = candidates_grid(s).markdown();
     t.push_str(&format!("\n{}\n", s.verdict));
     if let Some(h) = check {
-        t.push_str("\n| held out | configuration | MAE all | MAE few | SERA |\n| :-- | :-- | --: | --: | --: |\n");
-        for (label, r) in [
-            ("chosen", &h.chosen),
-            ("plain", &h.plain),
-            ("always LDS", &h.lds),
-        ] {
-            t.push_str(&format!(
-                "| {label} | {} | {} | {} | {} |\n",
-                r.name,
-                one(r.scores.mae_all, 3),
-                one(r.scores.mae_few, 3),
-                one(r.scores.sera, 1)
-            ));
-        }
+        t.push('\n');
+        t.push_str(&holdout_grid(h).markdown());
     }
     t.push_str(&format!(
         "\nApply: {}\n\nReproduce: `{}`\n",

@@ -536,6 +536,17 @@ fn fold_scores(
     })
 }
 
+/// The bin width of a training part's shots and LDS bins in method selection
+/// (`dirkit_core::selection::training_bins`: Freedman–Diaconis, Scott's when the IQR is 0).
+#[pyfunction]
+fn training_bin_width(y: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
+    let y = view(&y, "y")?;
+    check_finite(y, "y")?;
+    dirkit_core::selection::training_bins(y)
+        .map(|b| b.width)
+        .map_err(value_error)
+}
+
 /// The choice of `dirkit_core::selection::choose` over candidates given as JSON
 /// `[{"name", "plain", "folds": [scores…] | null}]`; returns JSON with `choice` and each
 /// candidate's `summary`.
@@ -592,5 +603,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(relevance_folds, m)?)?;
     m.add_function(wrap_pyfunction!(fold_scores, m)?)?;
     m.add_function(wrap_pyfunction!(choose, m)?)?;
+    m.add_function(wrap_pyfunction!(training_bin_width, m)?)?;
     Ok(())
 }

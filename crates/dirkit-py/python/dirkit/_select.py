@@ -150,16 +150,6 @@ def _accepts_weights(estimator: Any) -> bool:
         return False
 
 
-def _fd_width(y: np.ndarray) -> float:
-    """The Freedman-Diaconis width (Scott's when the IQR is 0) of the Rust core's training bins:
-    linear-interpolated quartiles, population standard deviation."""
-    q1, q3 = np.percentile(y, [25, 75])
-    w = 2.0 * (q3 - q1) / len(y) ** (1 / 3)
-    if w <= 0:
-        w = (24.0 * np.sqrt(np.pi) / len(y)) ** (1 / 3) * np.std(y)
-    return float(w)
-
-
 try:  # scikit-learn's estimator machinery (tags, clone, scoring) where it is installed
     from sklearn.base import BaseEstimator as _BaseEstimator
     from sklearn.base import RegressorMixin as _RegressorMixin
@@ -176,6 +166,7 @@ class DIRRegressor(*_BASES):  # type: ignore[misc]
     relevance ``threshold``). ``blend`` = (lambda, other) predicts
     lambda * this + (1 - lambda) * other, both fitted on the same rows. Everything is fitted on
     the rows given to ``fit`` only, so it is safe inside cross-validation and pipelines.
+    ``random_state`` seeds the resampler (None: seed 0, so that refits repeat).
     """
 
     def __init__(self, estimator: Any, method: str = "plain", *, alpha: Optional[float] = None,
@@ -243,7 +234,7 @@ def _prepare(method: str, alpha: Optional[float], threshold: float, X: Any, y: n
     if method == "plain":
         return X, y, None
     if method == "lds":
-        w = lds_weights(y, bin_width=_fd_width(y), reweight="power",
+        w = lds_weights(y, bin_width=_native.training_bin_width(y), reweight="power",
                         alpha=0.5 if alpha is None else float(alpha))
         return X, y, w
     if method == "denseweight":

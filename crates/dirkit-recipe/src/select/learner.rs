@@ -377,3 +377,49 @@ pub(crate) fn mlp(
         Head::Vir(h) => h.forward(&z)?.gamma.to_dtype(DType::F64)?.to_vec1(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows x (n × 2) with y = 2 + 3·x₁ − x₂ exactly.
+    fn linear(n: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = SplitMix64::new(3);
+        let x: Vec<f64> = (0..2 * n).map(|_| rng.normal()).collect();
+        let y = (0..n)
+            .map(|i| 2.0 + 3.0 * x[2 * i] - x[2 * i + 1])
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn ridge_recovers_an_exact_linear_map_as_lambda_vanishes() {
+        let (x, y) = linear(50);
+        let test = [0.5, -1.0, 2.0, 0.25];
+        let p = ridge(&x, &y, None, &test, 2, 1e-10).unwrap();
+        assert!((p[0] - (2.0 + 1.5 + 1.0)).abs() < 1e-8, "{p:?}");
+        assert!((p[1] - (2.0 + 6.0 - 0.25)).abs() < 1e-8, "{p:?}");
+    }
+
+    #[test]
+    fn integer_weights_equal_repeated_rows() {
+        let (x, mut y) = linear(30);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += if i % 3 == 0 { 0.7 } else { -0.2 };
+        }
+        let w: Vec<f64> = (0..30).map(|i| f64::from(1 + (i % 3) as u32)).collect();
+        let (mut xr, mut yr) = (Vec::new(), Vec::new());
+        for i in 0..30 {
+            for _ in 0..(1 + i % 3) {
+                xr.extend_from_slice(&x[2 * i..2 * i + 2]);
+                yr.push(y[i]);
+            }
+        }
+        let test = [0.3, 0.1, -2.0, 1.0];
+        let weighted = ridge(&x, &y, Some(&w), &test, 2, 1.0).unwrap();
+        let repeated = ridge(&xr, &yr, None, &test, 2, 1.0).unwrap();
+        for (a, b) in weighted.iter().zip(&repeated) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+    }
+}

@@ -586,6 +586,20 @@ pub struct Holdout {
     pub lds: HoldoutScores,
 }
 
+impl Holdout {
+    /// The three held-out rows with their labels: chosen, plain, always LDS.
+    pub fn rows(&self) -> [(&'static str, &HoldoutScores); 3] {
+        [
+            ("chosen", &self.chosen),
+            ("plain", &self.plain),
+            ("always LDS", &self.lds),
+        ]
+    }
+}
+
+/// The fold number whose seed the held-out refits use (beyond any real fold).
+const HOLDOUT_FITS: usize = usize::MAX >> 12;
+
 /// Keeps a relevance-stratified `test_size` of the rows aside ([`dirkit_core::relevance_holdout`]),
 /// runs [`select`] on the rest, refits the chosen configuration, plain and always-LDS on the
 /// whole training part and scores them on the untouched test part.
@@ -616,7 +630,7 @@ pub fn holdout(
         relevance: &relevance,
         ridge_lambda: config.ridge_lambda,
         mlp: config.mlp,
-        seed: fold_seed(config.folds.seed, usize::MAX >> 12),
+        seed: fold_seed(config.folds.seed, HOLDOUT_FITS),
     };
     let fit = |learner: Learner, method: Method| -> Result<Vec<f64>> {
         fit_predict(&train, &test, target, learner, method, &settings)
