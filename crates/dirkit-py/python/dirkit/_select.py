@@ -286,7 +286,8 @@ def select(estimator: Any, X: Any, y: Any, *, cv: Any = None, objective: str = "
     GN, SMOTER, SMOGN at ``resample_thresholds`` and WERCS; blends of plain with the best
     re-weighted candidate (``blend_lambdas``, plus the largest lambda in steps of 0.05 within the
     constraint). ``methods`` limits the families (names as ``dirkit select --methods``).
-    Weights, resampling and phi are fitted on each training part only. ``cv``: None (a
+    Weights, resampling and phi are fitted on each training part only; rows with phi >=
+    ``threshold`` (default 0.8) are rare for the folds and F1. ``cv``: None (a
     ``RelevanceStratifiedKFold(5)``), an int (that many such folds), any splitter with
     ``split(X, y)`` or an iterable of (train, test) row positions. ``objective``: "few-mae", "sera", "f1" or "balanced-mae"; the winner is the
     best on it among candidates whose mean overall MAE is at most ``max_all_loss`` (0.02 = 2 %)
