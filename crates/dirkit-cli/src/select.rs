@@ -17,6 +17,12 @@ use crate::args::{Format, LearnerArg, ObjectiveArg, SelectArgs};
 use crate::error::{CliError, Result};
 use crate::table::Grid;
 
+/// A selection with its held-out check, or on every row.
+enum Outcome {
+    HeldOut(Box<Holdout>),
+    Whole(Selection),
+}
+
 /// Runs `dirkit select`.
 pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
     let config = config(a)?;
@@ -52,24 +58,26 @@ pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
         path: a.input.clone(),
         message: e.to_string(),
     };
-    let (selection, check) = if a.test_size > 0.0 {
-        let h = holdout(&frame, target, &config, a.test_size, &progress).map_err(input)?;
-        (h.selection.clone(), Some(h))
+    let run = if a.test_size > 0.0 {
+        holdout(&frame, target, &config, a.test_size, &progress)
+            .map(|h| Outcome::HeldOut(Box::new(h)))
     } else {
-        (
-            select(&frame, target, &config, &progress).map_err(input)?,
-            None,
-        )
+        select(&frame, target, &config, &progress).map(Outcome::Whole)
     };
     bar.finish();
+    let run = run.map_err(input)?;
+    let (selection, check) = match &run {
+        Outcome::HeldOut(h) => (&h.selection, Some(h.as_ref())),
+        Outcome::Whole(s) => (s, None),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let width = training_bins(y).map(|b| b.width).unwrap_or(1.0);
     let text = match a.format {
-        Format::Table => table(a, &frame, &selection, check.as_ref(), width, seconds),
-        Format::Markdown => markdown(a, &selection, check.as_ref(), width),
-        Format::Csv => csv(&selection),
+        Format::Table => table(a, &frame, selection, check, width, seconds),
+        Format::Markdown => markdown(a, selection, check, width),
+        Format::Csv => csv(selection),
         Format::Json => {
-            serde_json::to_string_pretty(&json_report(a, &selection, check.as_ref(), width))
+            serde_json::to_string_pretty(&json_report(a, selection, check, width))
                 .unwrap_or_default()
                 + "\n"
         }
@@ -80,7 +88,7 @@ pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
             source,
         })?;
         for p in [png, svg] {
-            plot(&selection, &p, &a.input)?;
+            plot(selection, &p, &a.input)?;
         }
     }
     out.write_all(text.as_bytes())
@@ -216,6 +224,8 @@ fn flags(s: &Selection, i: usize) -> String {
         f.push('!');
     } else if !c.feasible {
         f.push('x');
+    } else if i != s.reference && !c.clear_gain && c.objective(s.config.objective).is_some() {
+        f.push('~');
     }
     f
 }
@@ -341,7 +351,8 @@ fn table(
     t.push_str(&candidates_grid(s).text());
     t.push_str(
         "\nc chosen · r reference plain · p Pareto front (overall MAE vs objective) · x over the \
-         overall-MAE limit · ! failed\n",
+         overall-MAE limit · ~ within the limit, but no gain over plain beyond one standard error \
+         of the paired fold differences · ! failed\n",
     );
     for c in s.candidates.iter().filter(|c| c.error.is_some()) {
         t.push_str(&format!(
@@ -443,7 +454,7 @@ fn csv(s: &Selection) -> String {
     for f in fields {
         t.push_str(&format!(",{f},{f}_std"));
     }
-    t.push_str(",feasible,pareto,chosen,error\n");
+    t.push_str(",feasible,clear_gain,pareto,chosen,error\n");
     for (i, c) in s.candidates.iter().enumerate() {
         let m = &c.summary;
         let stats = [
@@ -476,8 +487,9 @@ fn csv(s: &Selection) -> String {
             .map(|e| format!("\"{}\"", e.replace('"', "\"\"")))
             .unwrap_or_default();
         t.push_str(&format!(
-            ",{},{},{},{err}\n",
+            ",{},{},{},{},{err}\n",
             c.feasible,
+            c.clear_gain,
             c.pareto,
             i == s.chosen
         ));
@@ -514,6 +526,7 @@ fn json_report(a: &SelectArgs, s: &Selection, check: Option<&Holdout>, width: f6
                 "summary": c.summary,
                 "folds": c.folds,
                 "feasible": c.feasible,
+                "clear_gain": c.clear_gain,
                 "pareto": c.pareto,
                 "error": c.error,
             });

@@ -276,6 +276,9 @@ pub struct Contender<'a> {
     pub plain: bool,
     /// Its figures over the folds; `None` when it failed.
     pub summary: Option<&'a Summary>,
+    /// Its per-fold figures, the folds in the same order for every candidate (empty when it
+    /// failed): the paired differences against plain come from them.
+    pub folds: &'a [Scores],
 }
 
 /// The outcome of [`choose`].
@@ -294,13 +297,17 @@ pub struct Choice {
     pub feasible: Vec<bool>,
     /// Per candidate: on the Pareto front of overall MAE against the objective.
     pub pareto: Vec<bool>,
+    /// Per candidate: better than the reference on the objective by more than one standard
+    /// error of their paired per-fold differences (a gain beyond fold-to-fold noise).
+    pub clear_gain: Vec<bool>,
     /// A plain-language verdict: what was chosen, what it gains and costs.
     pub verdict: String,
 }
 
-/// Picks the winner: the feasible candidate (overall MAE at most `max_all_loss` above the
-/// reference plain's) with the best mean objective, if it beats the reference on the
-/// objective; else the reference, with a verdict that says so and names the best trade-off.
+/// Picks the winner: among the feasible candidates (overall MAE at most `max_all_loss` above
+/// the reference plain's) whose objective beats the reference's by more than one standard error
+/// of the paired per-fold differences, the one with the best mean objective; else the
+/// reference, with a verdict that says so, names the best trade-off and a gain within noise.
 /// Ties go to the earlier candidate. Errors when no plain candidate has figures, or when the
 /// objective is undefined for the reference (e.g. no few-shot row in any fold), naming the fix.
 pub fn choose(cands: &[Contender], objective: Objective, max_all_loss: f64) -> Result<Choice> {
@@ -352,15 +359,39 @@ pub fn choose(cands: &[Contender], objective: Objective, max_all_loss: f64) -> R
         })
         .collect();
     let ref_loss = o.loss(ref_obj);
-    let best = (0..cands.len())
-        .filter(|&i| feasible[i])
-        .filter_map(|i| obj(i).map(|v| (i, o.loss(v))))
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    let beats_plain = best.is_some_and(|(i, l)| i != reference && l < ref_loss);
-    let chosen = match best {
-        Some((i, _)) if beats_plain => i,
-        _ => reference,
+    // Paired per-fold differences of the objective (as a loss) against the reference: the
+    // mean and its standard error (0 with fewer than two paired folds).
+    let paired = |i: usize| -> Option<(f64, f64)> {
+        let d: Vec<f64> = cands[i]
+            .folds
+            .iter()
+            .zip(cands[reference].folds)
+            .filter_map(|(a, r)| Some(o.loss(o.of(a)?) - o.loss(o.of(r)?)))
+            .collect();
+        let n = d.len() as f64;
+        if d.is_empty() {
+            return None;
+        }
+        let mean = d.iter().sum::<f64>() / n;
+        let se = if d.len() > 1 {
+            (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
+        } else {
+            0.0
+        };
+        Some((mean, se))
     };
+    let clear_gain: Vec<bool> = (0..cands.len())
+        .map(|i| i != reference && paired(i).is_some_and(|(mean, se)| mean < -se))
+        .collect();
+    let by_objective = |keep: &dyn Fn(usize) -> bool| {
+        (0..cands.len())
+            .filter(|&i| keep(i))
+            .filter_map(|i| obj(i).map(|v| (i, o.loss(v))))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+    };
+    let best = by_objective(&|i| feasible[i] && clear_gain[i]);
+    let beats_plain = best.is_some();
+    let chosen = best.map_or(reference, |(i, _)| i);
     let all_change = mae(chosen).map_or(0.0, |m| m / ref_mae - 1.0);
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     let verdict = if beats_plain {
@@ -384,12 +415,25 @@ pub fn choose(cands: &[Contender], objective: Objective, max_all_loss: f64) -> R
             100.0 * max_all_loss,
             cands[reference].name
         );
-        let tradeoff = (0..cands.len())
-            .filter(|&i| !cands[i].plain)
-            .filter_map(|i| obj(i).map(|v| (i, o.loss(v))))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let noise = by_objective(&|i| feasible[i] && i != reference)
+            .filter(|&(_, l)| l < ref_loss)
+            .map(|(i, _)| i);
+        if let Some(i) = noise
+            && let Some((_, se)) = paired(i)
+        {
+            v.push_str(&format!(
+                "; {} is ahead on {} ({} against {}) by less than one standard error of the \
+                 paired fold differences ({se:.4}): within noise",
+                cands[i].name,
+                o.name(),
+                fmt(obj(i)),
+                fmt(Some(ref_obj)),
+            ));
+        }
+        let tradeoff = by_objective(&|i| !cands[i].plain);
         if let Some((i, l)) = tradeoff
             && l < ref_loss
+            && Some(i) != noise
         {
             v.push_str(&format!(
                 "; the best on {} is {} ({} against {}) at overall MAE {} ({:+.1} %)",
@@ -410,6 +454,7 @@ pub fn choose(cands: &[Contender], objective: Objective, max_all_loss: f64) -> R
         all_change,
         feasible,
         pareto,
+        clear_gain,
         verdict,
     })
 }

@@ -583,6 +583,7 @@ fn choose(candidates: &str, objective: &str, max_all_loss: f64) -> PyResult<Stri
             name: &e.name,
             plain: e.plain,
             summary: s.as_ref(),
+            folds: e.folds.as_deref().unwrap_or(&[]),
         })
         .collect();
     let choice = dirkit_core::selection::choose(&contenders, objective, max_all_loss)

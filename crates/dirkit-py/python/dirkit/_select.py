@@ -254,7 +254,8 @@ def _prepare(method: str, alpha: Optional[float], threshold: float, X: Any, y: n
 
 class SelectResult:
     """What ``select`` found: ``results`` (a DataFrame, one row per candidate: mean and std of
-    every figure, ``feasible``, ``pareto``, ``chosen``; a dict of columns without pandas),
+    every figure, ``feasible``, ``clear_gain`` (ahead of plain by more than one standard
+    error of the paired fold differences), ``pareto``, ``chosen``; a dict of columns without pandas),
     ``best_`` (the chosen configuration as an unfitted ``DIRRegressor``), ``chosen_`` (its name),
     ``beats_plain_``, ``verdict_`` and ``folds_`` (per candidate, the per-fold figures)."""
 
@@ -289,9 +290,11 @@ def select(estimator: Any, X: Any, y: Any, *, cv: Any = None, objective: str = "
     Weights, resampling and phi are fitted on each training part only; rows with phi >=
     ``threshold`` (default 0.8) are rare for the folds and F1. ``cv``: None (a
     ``RelevanceStratifiedKFold(5)``), an int (that many such folds), any splitter with
-    ``split(X, y)`` or an iterable of (train, test) row positions. ``objective``: "few-mae", "sera", "f1" or "balanced-mae"; the winner is the
-    best on it among candidates whose mean overall MAE is at most ``max_all_loss`` (0.02 = 2 %)
-    above plain's; if none beats plain, plain is chosen and ``verdict_`` says so.
+    ``split(X, y)`` or an iterable of (train, test) row positions. ``objective``: "few-mae",
+    "sera", "f1" or "balanced-mae"; the winner is the best on it among candidates whose mean
+    overall MAE is at most ``max_all_loss`` (0.02 = 2 %) above plain's and whose gain over plain
+    exceeds one standard error of the paired per-fold differences; if none does, plain is chosen
+    and ``verdict_`` says so.
     """
     from sklearn.base import clone
 
@@ -400,7 +403,7 @@ def select(estimator: Any, X: Any, y: Any, *, cv: Any = None, objective: str = "
     for k in _SCORES:
         rows[k] = []
         rows[k + "_std"] = []
-    rows.update({"feasible": [], "pareto": [], "chosen": [], "error": []})
+    rows.update({"feasible": [], "clear_gain": [], "pareto": [], "chosen": [], "error": []})
     for i, (n, s) in enumerate(zip(names, out["summaries"])):
         rows["name"].append(n)
         rows["family"].append("blend" if n in blend_of else n.split("-t")[0].split("-a")[0])
@@ -410,6 +413,7 @@ def select(estimator: Any, X: Any, y: Any, *, cv: Any = None, objective: str = "
             rows[k].append(np.nan if st is None else st["mean"])
             rows[k + "_std"].append(np.nan if st is None else st["std"])
         rows["feasible"].append(bool(choice["feasible"][i]))
+        rows["clear_gain"].append(bool(choice["clear_gain"][i]))
         rows["pareto"].append(bool(choice["pareto"][i]))
         rows["chosen"].append(i == choice["chosen"])
         rows["error"].append(errors.get(n))

@@ -226,6 +226,9 @@ pub struct CandidateResult {
     pub feasible: bool,
     /// Whether it is on the Pareto front of overall MAE against the objective.
     pub pareto: bool,
+    /// Whether it beats plain on the objective by more than one standard error of the paired
+    /// per-fold differences.
+    pub clear_gain: bool,
 }
 
 impl CandidateResult {
@@ -437,6 +440,7 @@ pub fn select(
             error,
             feasible: false,
             pareto: false,
+            clear_gain: false,
         });
     }
     if config.has("blend") {
@@ -448,6 +452,7 @@ pub fn select(
             name: &r.name,
             plain: r.method == Method::Plain,
             summary: r.error.is_none().then_some(&r.summary),
+            folds: &r.folds,
         })
         .collect();
     let c = choose(&contenders, config.objective, config.max_all_loss)
@@ -455,6 +460,7 @@ pub fn select(
     for (i, r) in results.iter_mut().enumerate() {
         r.feasible = c.feasible[i];
         r.pareto = c.pareto[i];
+        r.clear_gain = c.clear_gain[i];
     }
     Ok(Selection {
         candidates: results,
@@ -552,6 +558,7 @@ fn add_blends(
                 error: None,
                 feasible: false,
                 pareto: false,
+                clear_gain: false,
             });
         }
     }
