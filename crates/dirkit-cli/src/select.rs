@@ -20,7 +20,7 @@ use crate::table::Grid;
 /// A selection with its held-out check, or on every row.
 enum Outcome {
     HeldOut(Box<Holdout>),
-    Whole(Selection),
+    Whole(Box<Selection>),
 }
 
 /// Runs `dirkit select`.
@@ -62,13 +62,13 @@ pub fn run(a: &SelectArgs, out: &mut dyn Write) -> Result<()> {
         holdout(&frame, target, &config, a.test_size, &progress)
             .map(|h| Outcome::HeldOut(Box::new(h)))
     } else {
-        select(&frame, target, &config, &progress).map(Outcome::Whole)
+        select(&frame, target, &config, &progress).map(|s| Outcome::Whole(Box::new(s)))
     };
     bar.finish();
     let run = run.map_err(input)?;
     let (selection, check) = match &run {
         Outcome::HeldOut(h) => (&h.selection, Some(h.as_ref())),
-        Outcome::Whole(s) => (s, None),
+        Outcome::Whole(s) => (s.as_ref(), None),
     };
     let seconds = started.elapsed().as_secs_f64();
     let width = training_bins(y).map(|b| b.width).unwrap_or(1.0);
