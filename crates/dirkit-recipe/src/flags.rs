@@ -15,7 +15,6 @@ use dirkit_nn::loss::ranksim::RankSimConfig;
 use dirkit_nn::loss::rnc::RncConfig;
 
 use crate::config::{Arch, DataSource, LossSpec, RncSpec, RunConfig, scaled_milestones};
-use crate::data::RunData;
 use crate::error::{RecipeError, Result};
 
 /// Epochs of the built-in default run.
@@ -382,71 +381,4 @@ impl RunFlags {
         c.validate()?;
         Ok(c)
     }
-}
-
-/// What a run trains on and how, in four lines (data, model, method, schedule), printed at its
-/// start.
-pub fn describe(config: &RunConfig, data: &RunData, params: usize) -> String {
-    let method = {
-        let mut parts = vec![format!("{:?}", config.loss)];
-        if let Some(r) = &config.reweight {
-            parts.push(format!(
-                "reweight {:?}{}",
-                r.reweight,
-                r.lds
-                    .as_ref()
-                    .map_or(String::new(), |k| format!(" + LDS {k:?}"))
-            ));
-        }
-        if let Some(f) = &config.fds {
-            parts.push(format!("FDS {:?} ({:?})", f.covariance, f.source));
-        }
-        if config.ranksim.is_some() {
-            parts.push("RankSim".into());
-        }
-        if let Some(c) = &config.conr {
-            parts.push(format!("ConR {c:?}"));
-        }
-        if let Some(r) = &config.rnc {
-            parts.push(format!(
-                "Rank-N-Contrast pre-training {} epochs (τ {}), then the head on {} features",
-                r.pretrain_epochs,
-                r.loss.temperature,
-                if r.fine_tune { "fine-tuned" } else { "frozen" }
-            ));
-        }
-        parts.join(", ")
-    };
-    let source = match &config.data {
-        DataSource::Synthetic { seed, size, .. } => {
-            format!("built-in synthetic faces (seed {seed}, {size} px)")
-        }
-        DataSource::Folder { csv, root } => {
-            format!("{} (images under {})", csv.display(), root.display())
-        }
-    };
-    let skipped = if data.skipped_rows > 0 {
-        format!(", {} bad rows skipped", data.skipped_rows)
-    } else {
-        String::new()
-    };
-    format!(
-        "data: {source}: train {} / val {} / test {}{skipped}\n\
-         model: {:?} at {} px, {} parameters\n\
-         method: {method}\n\
-         schedule: {} epochs, batch {}, Adam lr {} (x{} at {:?}), weight decay {}, seed {}",
-        data.train.len(),
-        data.val.len(),
-        data.test.len(),
-        config.arch,
-        config.image_size,
-        params,
-        config.epochs,
-        config.batch_size,
-        config.lr,
-        config.lr_gamma,
-        config.milestones,
-        config.weight_decay,
-        config.seed,
-    )
 }
