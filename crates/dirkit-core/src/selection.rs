@@ -65,38 +65,51 @@ impl Objective {
     }
 }
 
-/// The figures of one fit on one validation part (or their mean over the folds). `None` where
-/// a group is empty (no few-shot row in the fold, say).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Scores {
+/// The figures of a selection, one field per figure: [`Scores`] (`T = f64`, one fit on one
+/// validation part) or [`Summary`] (`T = `[`Stat`], mean ± std over the folds). `None` where a
+/// group is empty (no few-shot row in the fold, say).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Figures<T> {
     /// MAE over every row, target units.
-    pub mae_all: Option<f64>,
+    pub mae_all: Option<T>,
     /// MAE of the many-shot rows (training bins with more than 100 rows).
-    pub mae_many: Option<f64>,
+    pub mae_many: Option<T>,
     /// MAE of the medium-shot rows.
-    pub mae_medium: Option<f64>,
+    pub mae_medium: Option<T>,
     /// MAE of the few-shot rows (training bins with fewer than 20 rows).
-    pub mae_few: Option<f64>,
+    pub mae_few: Option<T>,
     /// RMSE over every row.
-    pub rmse_all: Option<f64>,
+    pub rmse_all: Option<T>,
     /// RMSE of the many-shot rows.
-    pub rmse_many: Option<f64>,
+    pub rmse_many: Option<T>,
     /// RMSE of the medium-shot rows.
-    pub rmse_medium: Option<f64>,
+    pub rmse_medium: Option<T>,
     /// RMSE of the few-shot rows.
-    pub rmse_few: Option<f64>,
+    pub rmse_few: Option<T>,
     /// Mean over the validation bins of the per-bin MAE.
-    pub balanced_mae: Option<f64>,
+    pub balanced_mae: Option<T>,
     /// SERA over every row (step 0.001), target units squared.
-    pub sera: Option<f64>,
+    pub sera: Option<T>,
     /// Utility-based F1 at the relevance threshold.
-    pub f1: Option<f64>,
+    pub f1: Option<T>,
 }
 
-impl Scores {
-    const FIELDS: usize = 11;
+/// The figures of one fit on one validation part.
+pub type Scores = Figures<f64>;
+/// Mean ± std of every figure over the folds.
+pub type Summary = Figures<Stat>;
 
-    fn values(&self) -> [Option<f64>; Self::FIELDS] {
+impl<T> Default for Figures<T> {
+    fn default() -> Self {
+        Self::from_values(std::array::from_fn(|_| None))
+    }
+}
+
+/// The number of figures.
+const FIGURES: usize = 11;
+
+impl<T: Copy> Figures<T> {
+    fn values(&self) -> [Option<T>; FIGURES] {
         [
             self.mae_all,
             self.mae_many,
@@ -111,23 +124,40 @@ impl Scores {
             self.f1,
         ]
     }
+}
 
-    fn from_values(v: [Option<f64>; Self::FIELDS]) -> Self {
+impl<T> Figures<T> {
+    fn from_values(v: [Option<T>; FIGURES]) -> Self {
+        let [
+            mae_all,
+            mae_many,
+            mae_medium,
+            mae_few,
+            rmse_all,
+            rmse_many,
+            rmse_medium,
+            rmse_few,
+            balanced_mae,
+            sera,
+            f1,
+        ] = v;
         Self {
-            mae_all: v[0],
-            mae_many: v[1],
-            mae_medium: v[2],
-            mae_few: v[3],
-            rmse_all: v[4],
-            rmse_many: v[5],
-            rmse_medium: v[6],
-            rmse_few: v[7],
-            balanced_mae: v[8],
-            sera: v[9],
-            f1: v[10],
+            mae_all,
+            mae_many,
+            mae_medium,
+            mae_few,
+            rmse_all,
+            rmse_many,
+            rmse_medium,
+            rmse_few,
+            balanced_mae,
+            sera,
+            f1,
         }
     }
+}
 
+impl Scores {
     /// Scores `pred` against `truth`: shots from the training part's histogram (`train_y`,
     /// Freedman–Diaconis bins), SERA and F1 with φ of the training part at `threshold`.
     pub fn compute(
@@ -189,37 +219,10 @@ pub struct Stat {
     pub n: usize,
 }
 
-/// The summary of one figure per [`Scores`] field.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Summary {
-    /// Overall MAE.
-    pub mae_all: Option<Stat>,
-    /// Many-shot MAE.
-    pub mae_many: Option<Stat>,
-    /// Medium-shot MAE.
-    pub mae_medium: Option<Stat>,
-    /// Few-shot MAE.
-    pub mae_few: Option<Stat>,
-    /// Overall RMSE.
-    pub rmse_all: Option<Stat>,
-    /// Many-shot RMSE.
-    pub rmse_many: Option<Stat>,
-    /// Medium-shot RMSE.
-    pub rmse_medium: Option<Stat>,
-    /// Few-shot RMSE.
-    pub rmse_few: Option<Stat>,
-    /// Balanced MAE.
-    pub balanced_mae: Option<Stat>,
-    /// SERA.
-    pub sera: Option<Stat>,
-    /// Utility-based F1.
-    pub f1: Option<Stat>,
-}
-
 impl Summary {
     /// Mean ± std of every figure over `folds`.
     pub fn of(folds: &[Scores]) -> Self {
-        let stat = |k: usize| {
+        Self::from_values(std::array::from_fn(|k| {
             let v: Vec<f64> = folds.iter().filter_map(|s| s.values()[k]).collect();
             if v.is_empty() {
                 return None;
@@ -232,38 +235,12 @@ impl Summary {
                 0.0
             };
             Some(Stat { mean, std, n })
-        };
-        Self {
-            mae_all: stat(0),
-            mae_many: stat(1),
-            mae_medium: stat(2),
-            mae_few: stat(3),
-            rmse_all: stat(4),
-            rmse_many: stat(5),
-            rmse_medium: stat(6),
-            rmse_few: stat(7),
-            balanced_mae: stat(8),
-            sera: stat(9),
-            f1: stat(10),
-        }
+        }))
     }
 
     /// The means as [`Scores`].
     pub fn means(&self) -> Scores {
-        let s = [
-            self.mae_all,
-            self.mae_many,
-            self.mae_medium,
-            self.mae_few,
-            self.rmse_all,
-            self.rmse_many,
-            self.rmse_medium,
-            self.rmse_few,
-            self.balanced_mae,
-            self.sera,
-            self.f1,
-        ];
-        Scores::from_values(s.map(|x| x.map(|s| s.mean)))
+        Scores::from_values(self.values().map(|x| x.map(|s| s.mean)))
     }
 }
 

@@ -40,6 +40,13 @@ fn check_finite(values: &[f64], name: &str) -> PyResult<()> {
     }
 }
 
+/// The contiguous float64 data of `a`, refused when a value is not finite.
+fn finite<'a>(a: &'a PyReadonlyArray1<'_, f64>, name: &str) -> PyResult<&'a [f64]> {
+    let v = view(a, name)?;
+    check_finite(v, name)?;
+    Ok(v)
+}
+
 fn reweight(name: &str, beta: f64, clip: (f64, f64), alpha: f64) -> PyResult<Reweight> {
     Ok(match name.replace('-', "_").as_str() {
         "none" => Reweight::None,
@@ -477,8 +484,7 @@ fn relevance_folds(
     box_plot: &str,
     control: Option<Vec<(f64, f64, f64)>>,
 ) -> PyResult<Vec<Vec<u32>>> {
-    let y = view(&y, "y")?;
-    check_finite(y, "y")?;
+    let y = finite(&y, "y")?;
     py.detach(|| {
         let phi = relevance_of(y, extremes, coef, box_plot, control)?.phi_all(y);
         let config = dirkit_core::FoldConfig {
@@ -520,14 +526,8 @@ fn fold_scores(
     box_plot: &str,
     control: Option<Vec<(f64, f64, f64)>>,
 ) -> PyResult<String> {
-    let (t, p, tr) = (
-        view(&y_true, "y_true")?,
-        view(&y_pred, "y_pred")?,
-        view(&y_train, "y_train")?,
-    );
-    check_finite(t, "y_true")?;
-    check_finite(p, "y_pred")?;
-    check_finite(tr, "y_train")?;
+    let (t, p) = (finite(&y_true, "y_true")?, finite(&y_pred, "y_pred")?);
+    let tr = finite(&y_train, "y_train")?;
     py.detach(|| {
         let phi = relevance_of(tr, extremes, coef, box_plot, control)?;
         let s = dirkit_core::selection::Scores::compute(p, t, tr, &phi, threshold)
@@ -540,8 +540,7 @@ fn fold_scores(
 /// (`dirkit_core::selection::training_bins`: Freedman–Diaconis, Scott's when the IQR is 0).
 #[pyfunction]
 fn training_bin_width(y: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
-    let y = view(&y, "y")?;
-    check_finite(y, "y")?;
+    let y = finite(&y, "y")?;
     dirkit_core::selection::training_bins(y)
         .map(|b| b.width)
         .map_err(value_error)
