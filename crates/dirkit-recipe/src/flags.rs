@@ -65,7 +65,8 @@ pub struct RunFlags {
     /// UVOTE's number of heads M (--loss uvote).
     #[arg(long, default_value_t = 2)]
     pub uvote_heads: usize,
-    /// Per-sample re-weighting: none, inverse, sqrt-inv [default: none; sqrt-inv with --lds].
+    /// Per-sample re-weighting: none, inverse, sqrt-inv [default: sqrt-inv with LDS when no
+    /// method flag is given, sqrt-inv with --lds, else none].
     #[arg(long)]
     pub reweight: Option<String>,
     /// Label distribution smoothing of the re-weighting density.
